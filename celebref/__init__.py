@@ -1,0 +1,1 @@
+"""Shared plumbing for the CelebRef-HQ toolkit: configuration loading and atomic file output."""

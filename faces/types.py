@@ -1,0 +1,69 @@
+"""The three face-analysis interfaces every backend implements.
+
+Images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays. Coordinates are pixels ``(x, y)`` with the origin
+at the top-left corner of the top-left pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["FaceBox", "Detector", "Landmarker", "IdentityEmbedder"]
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """An axis-aligned face box in pixels with a detector confidence (higher is more confident)."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    score: float = 1.0
+
+    @property
+    def width(self) -> float:
+        return self.right - self.left
+
+    @property
+    def height(self) -> float:
+        return self.bottom - self.top
+
+    @property
+    def size(self) -> float:
+        """The shorter side: what ``min_face`` thresholds compare against."""
+        return min(self.width, self.height)
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """All faces in ``image``, largest first."""
+        ...
+
+
+@runtime_checkable
+class Landmarker(Protocol):
+    name: str
+
+    def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
+        """68 points in iBUG order for the face in ``box``: float64 ``(68, 2)`` of ``(x, y)``."""
+        ...
+
+
+@runtime_checkable
+class IdentityEmbedder(Protocol):
+    name: str  # e.g. "dlib" or "arcface": labels identity metrics as Id(<name>)
+
+    def embed(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """L2-normalised identity embedding ``(D,)`` float32 of the face given by its 68 landmarks."""
+        ...
