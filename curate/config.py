@@ -1,0 +1,43 @@
+"""The ``curate`` section of ``params.yaml``."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from celebref.config import StageConfig
+from faces.analysis import FaceAnalyzerConfig
+
+__all__ = ["CurateConfig"]
+
+
+class CurateConfig(StageConfig):
+    """Curation thresholds (paper §4.1). Sizes are pixels of the source photo."""
+
+    faces: FaceAnalyzerConfig = FaceAnalyzerConfig()
+    # Side of the FFHQ alignment quad in the source photo: the region that becomes the output image.
+    # The paper keeps faces of at least 512 px, i.e. no upsampling during alignment.
+    min_face: int = Field(512, ge=1)
+    size: int = Field(512, ge=64)
+    sharpness_size: int = Field(256, ge=32)
+    min_sharpness: float = Field(0.0, ge=0.0)
+    # Keep this top fraction of each identity's photos by sharpness (1.0 keeps all that pass min_sharpness).
+    sharpness_keep_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    identity_threshold: float = Field(0.5, gt=0.0)
+    # Difference-hash (16×16 bits) distance at or below which two aligned faces are the same photo.
+    duplicate_hamming: int = Field(12, ge=0, le=256)
+    min_images: int = Field(3, ge=1)
+    max_images: int | None = Field(21, ge=1)
+    split: dict[str, float] = {"train": 805, "val": 50, "test": 150}
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+
+    @field_validator("split")
+    @classmethod
+    def _known_splits(cls, value: dict[str, float]) -> dict[str, float]:
+        allowed = {"train", "val", "test"}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ValueError(f"unknown split names {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if any(w < 0 for w in value.values()) or sum(value.values()) <= 0:
+            raise ValueError(f"split weights must be >= 0 with a positive sum, got {value}")
+        return value
