@@ -1,0 +1,257 @@
+"""The ``curate`` stage: raw crawled photos → aligned, identity-consistent, split CelebRef-HQ dataset.
+
+Order (paper §4.1): decode → faces ≥ ``min_face`` → sharpness → identity consistency → align 512 and
+re-detect landmarks → near-duplicates → per-identity sharpness quota and cap → identities with
+≥ ``min_images`` → identity-disjoint split. Every dropped photo gets a row in ``rejected.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from celebref.atomic import atomic_dir
+from celebref.config import dump_config
+from celebref.images import write_png
+from curate.analyze import AlignedPhoto, PhotoAnalysis, align_photo, analyze_photo, parallel_map
+from curate.card import write_dataset_card
+from curate.config import CurateConfig
+from curate.dataset import write_landmarks
+from curate.identity import curate_identities
+from curate.quality import hamming_distance
+from curate.split import split_identities
+
+__all__ = ["run", "read_raw_photos", "REJECTION_REASONS"]
+
+log = logging.getLogger(__name__)
+
+REJECTION_REASONS = (
+    "decode_error",
+    "no_face",
+    "face_too_small",
+    "blurry",
+    "several_faces",
+    "identity_outlier",
+    "duplicate",
+    "over_cap",
+    "too_few_images",
+)
+
+
+@dataclass
+class Photo:
+    """A raw photo moving through the stage; ``reason`` is set once it is dropped."""
+
+    identity: str
+    name: str
+    sha256: str
+    path: Path
+    url: str
+    analysis: PhotoAnalysis | None = None
+    face: int | None = None
+    distance: float = float("nan")
+    aligned: AlignedPhoto | None = None
+    reason: str | None = None
+    detail: str = ""
+
+    def drop(self, reason: str, detail: str = "") -> None:
+        self.reason, self.detail = reason, detail
+
+    @property
+    def sharpness(self) -> float:
+        assert self.analysis is not None and self.face is not None
+        return self.analysis.candidates[self.face].sharpness
+
+
+def read_raw_photos(raw_dir: Path) -> list[Photo]:
+    """The successfully downloaded photos of ``raw_dir/manifest.parquet``, in a stable order."""
+    manifest_path = raw_dir / "manifest.parquet"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"raw manifest not found: {manifest_path} (run the crawl stage first)")
+    rows = pd.read_parquet(manifest_path)
+    rows = rows[rows["status"] == "ok"].sort_values(["identity", "sha256"])
+    photos = []
+    for row in rows.itertuples(index=False):
+        path = raw_dir / str(row.path)
+        photos.append(Photo(row.identity, str(row.name), row.sha256, path, str(row.url)))
+    return photos
+
+
+def _choose_faces(photos: list[Photo], threshold: float) -> None:
+    by_identity: dict[str, list[Photo]] = defaultdict(list)
+    for p in photos:
+        if p.reason is None:
+            by_identity[p.identity].append(p)
+    candidates = {
+        ident: [np.stack([c.embedding for c in p.analysis.candidates]) for p in group]  # type: ignore[union-attr]
+        for ident, group in by_identity.items()
+    }
+    choices = curate_identities(candidates, threshold)
+    for ident, group in by_identity.items():
+        for photo, choice in zip(group, choices[ident], strict=True):
+            photo.distance = choice.distance
+            if choice.kept:
+                photo.face = choice.face
+            else:
+                photo.drop(choice.reason or "identity_outlier", choice.detail)
+
+
+def _drop_duplicates(group: list[Photo], max_hamming: int) -> None:
+    """Within one identity keep the sharpest of each set of near-identical aligned faces."""
+    kept: list[Photo] = []
+    for photo in sorted(group, key=lambda p: (-p.sharpness, p.sha256)):
+        assert photo.aligned is not None
+        twin = next(
+            (k for k in kept if hamming_distance(k.aligned.dhash, photo.aligned.dhash) <= max_hamming),  # type: ignore[union-attr]
+            None,
+        )
+        if twin is None:
+            kept.append(photo)
+        else:
+            photo.drop("duplicate", f"near-duplicate of {twin.sha256[:16]} (kept, sharper)")
+
+
+def _apply_quota(group: list[Photo], config: CurateConfig) -> None:
+    ranked = sorted(group, key=lambda p: (-p.sharpness, p.sha256))
+    n_keep = max(1, int(np.ceil(config.sharpness_keep_fraction * len(ranked))))
+    for p in ranked[n_keep:]:
+        p.drop("blurry", f"below the identity's top {config.sharpness_keep_fraction:.0%} by sharpness")
+    survivors = ranked[:n_keep]
+    if config.max_images is not None:
+        for p in survivors[config.max_images :]:
+            p.drop("over_cap", f"identity already has {config.max_images} sharper images")
+
+
+def _live(photos: list[Photo]) -> list[Photo]:
+    return [p for p in photos if p.reason is None]
+
+
+def curate_photos(photos: list[Photo], config: CurateConfig) -> None:
+    """Run every selection step, setting ``reason`` on dropped photos (in place)."""
+    analyses = parallel_map(
+        analyze_photo,
+        [(p.path,) for p in photos],
+        config.faces,
+        workers=config.workers,
+        min_face=config.min_face,
+        min_sharpness=config.min_sharpness,
+        sharpness_size=config.sharpness_size,
+    )
+    for photo, analysis in tqdm(zip(photos, analyses, strict=True), total=len(photos), desc="analyse faces"):
+        photo.analysis = analysis
+        if analysis.reason is not None:
+            photo.drop(analysis.reason, analysis.detail)
+    _choose_faces(photos, config.identity_threshold)
+
+    live = _live(photos)
+    jobs = [(p.path, p.analysis.candidates[p.face].landmarks) for p in live]  # type: ignore[union-attr,index]
+    aligned = parallel_map(align_photo, jobs, config.faces, workers=config.workers, size=config.size)
+    for photo, result in tqdm(zip(live, aligned, strict=True), total=len(live), desc="align"):
+        photo.aligned = result
+        if result.reason is not None:
+            photo.drop(result.reason, result.detail)
+
+    groups: dict[str, list[Photo]] = defaultdict(list)
+    for p in _live(photos):
+        groups[p.identity].append(p)
+    for group in groups.values():
+        _drop_duplicates(group, config.duplicate_hamming)
+        _apply_quota(_live(group), config)
+    for ident, group in groups.items():
+        remaining = _live(group)
+        if len(remaining) < config.min_images:
+            for p in remaining:
+                p.drop(
+                    "too_few_images",
+                    f"identity '{ident}' keeps {len(remaining)} < min_images {config.min_images}",
+                )
+
+
+def _manifest_rows(photos: list[Photo], assignment: dict[str, str], config: CurateConfig) -> list[dict]:
+    rows = []
+    by_identity: dict[str, list[Photo]] = defaultdict(list)
+    for p in _live(photos):
+        by_identity[p.identity].append(p)
+    for ident in sorted(by_identity):
+        for n, p in enumerate(sorted(by_identity[ident], key=lambda q: q.sha256)):
+            cand = p.analysis.candidates[p.face]  # type: ignore[union-attr,index]
+            aligned = p.aligned
+            assert aligned is not None and aligned.matrix is not None
+            rows.append(
+                {
+                    "identity": ident,
+                    "name": p.name,
+                    "split": assignment[ident],
+                    "index": n,
+                    "path": f"{assignment[ident]}/{ident}/{n}.png",
+                    "source_sha256": p.sha256,
+                    "source_path": str(p.path),
+                    "source_url": p.url,
+                    "source_width": p.analysis.width,  # type: ignore[union-attr]
+                    "source_height": p.analysis.height,  # type: ignore[union-attr]
+                    "faces_in_photo": p.analysis.n_faces,  # type: ignore[union-attr]
+                    "face_size": cand.face_size,
+                    "sharpness": cand.sharpness,
+                    "identity_distance": p.distance,
+                    "embedder": config.faces.embedder,
+                    "landmark_detector": aligned.landmark_source,
+                    "alignment_matrix": aligned.matrix.reshape(-1).tolist(),
+                }
+            )
+    return rows
+
+
+def _rejected_rows(photos: list[Photo]) -> list[dict]:
+    return [
+        {
+            "identity": p.identity,
+            "name": p.name,
+            "source_sha256": p.sha256,
+            "source_path": str(p.path),
+            "source_url": p.url,
+            "reason": p.reason,
+            "detail": p.detail,
+        }
+        for p in photos
+        if p.reason is not None
+    ]
+
+
+def run(config: CurateConfig, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
+    """Build the dataset under ``out_dir`` (replaced atomically). Returns the manifest."""
+    photos = read_raw_photos(raw_dir)
+    if not photos:
+        raise ValueError(f"{raw_dir}: the raw manifest lists no successfully downloaded photo")
+    curate_photos(photos, config)
+    kept_identities = sorted({p.identity for p in _live(photos)})
+    assignment = split_identities(kept_identities, config.split, config.seed) if kept_identities else {}
+    manifest = pd.DataFrame(_manifest_rows(photos, assignment, config))
+    rejected = pd.DataFrame(
+        _rejected_rows(photos),
+        columns=["identity", "name", "source_sha256", "source_path", "source_url", "reason", "detail"],
+    )
+    by_sha = {p.sha256: p for p in photos}
+    with atomic_dir(out_dir) as tmp:
+        for row in manifest.itertuples(index=False):
+            aligned = by_sha[row.source_sha256].aligned
+            assert aligned is not None and aligned.image is not None and aligned.landmarks is not None
+            (tmp / row.path).parent.mkdir(parents=True, exist_ok=True)
+            write_png(tmp / row.path, aligned.image)
+            write_landmarks((tmp / row.path).with_suffix(".landmarks.txt"), aligned.landmarks)
+        manifest.to_parquet(tmp / "manifest.parquet", index=False)
+        rejected.to_parquet(tmp / "rejected.parquet", index=False)
+        dump_config(config, tmp / "config.yaml")
+        write_dataset_card(tmp / "README.md", manifest, rejected, config)
+    tally = Counter(rejected["reason"])
+    print(
+        f"curate: {len(photos)} photos → {len(manifest)} images of {len(kept_identities)} identities "
+        f"({', '.join(f'{s} {sum(v == s for v in assignment.values())}' for s in config.split)} identities); "
+        f"rejected {len(rejected)}: {dict(sorted(tally.items()))}"
+    )
+    return manifest
