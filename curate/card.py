@@ -53,7 +53,7 @@ def dataset_card(manifest: pd.DataFrame, rejected: pd.DataFrame, config: CurateC
         "## How it was built\n\n"
         f"1. Faces detected with `{config.faces.detector}`; the FFHQ alignment quad must be at least "
         f"{config.min_face} px in the source photo.\n"
-        f"2. Sharpness: Laplacian variance of the face box at {config.sharpness_size}×{config.sharpness_size}, "
+        f"2. Sharpness: Laplacian variance of the face box resized to {config.sharpness_size} px square, "
         f"at least {config.min_sharpness}; then the top {config.sharpness_keep_fraction:.0%} per identity.\n"
         f"3. Identity consistency with `{config.faces.embedder}` embeddings: photos farther than "
         f"{config.identity_threshold} from their identity's median are dropped, iterating until every kept "
