@@ -1,0 +1,269 @@
+"""The crawl stage: identities → candidates → parallel downloads → ``<out>/<identity>/<sha256[:16]>.<ext>``.
+
+Resumable: the existing manifest says which URLs each identity already tried and which bytes are stored.
+An identity with ``max_images`` stored images or ``max_candidates`` tried URLs is skipped whole; other
+identities list their candidates again and skip every URL already tried (with ``retry_failed``, URLs whose
+last attempt failed to download are tried again). Bytes already stored anywhere under ``out`` become a
+``duplicate`` row naming the stored file. Every raw file and the manifest are written atomically; raw files
+are never rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from celebref.atomic import atomic_write_bytes
+from celebref.config import dump_config
+from crawl.base import Candidate, Engine, PageFetcher
+from crawl.config import CrawlConfig
+from crawl.download import Attempt, attempt_candidate
+from crawl.engines import build_engine, resolve_identities
+from crawl.fetch import FetchPolicy, PageFetchError, fetch_url
+from crawl.identities import Identity
+from crawl.manifest import MANIFEST_NAME, STATUSES, ManifestRow, read_manifest, rows_to_frame, write_manifest
+from crawl.safety import UrlPolicy
+
+__all__ = ["run", "CrawlSummary", "fetch_policy", "page_fetcher", "ResumeState", "CONFIG_NAME"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "crawl_config.yaml"
+FLUSH_ROWS = 100  # write the manifest at least this often (rows), besides after every identity
+
+
+def fetch_policy(config: CrawlConfig) -> FetchPolicy:
+    """The fetch limits a config asks for."""
+    url_policy = UrlPolicy.from_strings(
+        allow_private_hosts=config.allow_private_hosts, allowed_networks=config.allowed_networks
+    )
+    return FetchPolicy(
+        url_policy=url_policy,
+        timeout_s=config.timeout_s,
+        max_seconds=config.max_seconds_per_file,
+        retries=config.retries,
+        backoff_s=config.backoff_s,
+        max_bytes=config.max_bytes,
+        max_redirects=config.max_redirects,
+        user_agent=config.user_agent,
+    )
+
+
+def page_fetcher(policy: FetchPolicy) -> PageFetcher:
+    """Result-page fetching under the same safety rules; raises PageFetchError on failure."""
+
+    def fetch_page(url: str) -> bytes:
+        result = fetch_url(url, policy)
+        if result.status != "ok" or result.data is None:
+            raise PageFetchError(url, result)
+        return result.data
+
+    return fetch_page
+
+
+@dataclass
+class ResumeState:
+    """What an existing manifest tells a new run."""
+
+    stored: dict[str, str] = field(default_factory=dict)  # sha256 → stored path (relative)
+    done_urls: dict[str, set[str]] = field(default_factory=dict)  # identity → URLs not to try again
+    ok_counts: Counter[str] = field(default_factory=Counter)  # identity → stored images
+    listing_errors: int = 0  # candidate listings that raised (this run)
+
+    @classmethod
+    def from_manifest(cls, frame: pd.DataFrame, *, retry_failed: bool) -> ResumeState:
+        state = cls()
+        for row in frame.itertuples(index=False):
+            if row.status == "ok":
+                state.stored.setdefault(str(row.sha256), str(row.path))
+                state.ok_counts[row.identity] += 1
+            urls = state.done_urls.setdefault(row.identity, set())
+            if retry_failed and row.status == "failed_to_download":
+                urls.discard(row.url)
+            else:
+                urls.add(row.url)
+        return state
+
+
+@dataclass
+class CrawlSummary:
+    """Counts of one run: new manifest rows by status, identities, failed result pages."""
+
+    identities: int = 0
+    skipped_identities: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    page_errors: int = 0
+
+    def line(self) -> str:
+        counts = " ".join(f"{s}={self.by_status[s]}" for s in STATUSES if self.by_status[s])
+        return (
+            f"crawl: {self.identities} identities ({self.skipped_identities} already done), "
+            f"{sum(self.by_status.values())} new attempts: {counts or 'none'}; "
+            f"{self.page_errors} result pages failed"
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Store:
+    """Writes ok images (content-addressed, atomically, once) and turns attempts into manifest rows."""
+
+    def __init__(self, out_dir: Path, stored: dict[str, str], engine: str) -> None:
+        self.out_dir = out_dir
+        self.stored = stored
+        self.engine = engine
+
+    def record(self, identity: Identity, attempt: Attempt) -> ManifestRow:
+        status, error, path, duplicate_of = attempt.status, attempt.error, None, None
+        if status == "ok" and attempt.sha256 is not None:
+            if attempt.sha256 in self.stored:
+                status, duplicate_of = "duplicate", self.stored[attempt.sha256]
+                error = f"same bytes as {duplicate_of}"
+            else:
+                path = f"{identity.slug}/{attempt.sha256[:16]}.{attempt.ext}"
+                target = self.out_dir / path
+                if not target.exists():  # present only after a crash before the manifest was written
+                    assert attempt.data is not None
+                    atomic_write_bytes(target, attempt.data)
+                self.stored[attempt.sha256] = path
+        return ManifestRow(
+            identity=identity.slug,
+            name=identity.name,
+            query=attempt.candidate.query,
+            engine=self.engine,
+            url=attempt.candidate.url,
+            sha256=attempt.sha256,
+            bytes=attempt.nbytes,
+            width=attempt.width,
+            height=attempt.height,
+            status=status,
+            error=error,
+            fetched_at=_now(),
+            path=path,
+            duplicate_of=duplicate_of,
+        )
+
+
+def _crawl_identity(
+    identity: Identity,
+    engine: Engine,
+    config: CrawlConfig,
+    policy: FetchPolicy,
+    state: ResumeState,
+    store: _Store,
+    pool: ThreadPoolExecutor,
+) -> Iterator[list[ManifestRow]]:
+    """Yield batches of rows for one identity, in candidate order within each batch.
+
+    At most ``workers`` downloads run at once, and never more than could still be needed: stored images
+    plus downloads in flight stay within ``max_images``, tried URLs within ``max_candidates``.
+    """
+    done = state.done_urls.setdefault(identity.slug, set())
+    ok = state.ok_counts[identity.slug]
+    tried = len(done)
+    candidates = engine.candidates(identity)
+    in_flight: dict[Future[Attempt], int] = {}
+    finished: list[tuple[int, ManifestRow]] = []
+    index = 0
+    exhausted = False
+    while True:
+        while (
+            not exhausted
+            and len(in_flight) < config.workers
+            and ok + len(in_flight) < config.max_images
+            and tried + len(in_flight) < config.max_candidates
+        ):
+            try:
+                candidate: Candidate | None = next(candidates, None)
+            except Exception as exc:  # a search engine's page parser choking on an odd page
+                log.warning("%s: listing candidates for %s failed: %s", engine.name, identity.slug, exc)
+                state.listing_errors += 1
+                candidate = None
+            if candidate is None:
+                exhausted = True
+                break
+            if candidate.url in done:
+                continue
+            done.add(candidate.url)
+            future = pool.submit(
+                attempt_candidate, candidate, policy, min_side=config.min_side, max_pixels=config.max_pixels
+            )
+            in_flight[future] = index
+            index += 1
+        if not in_flight:
+            break
+        completed, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in completed:
+            order = in_flight.pop(future)
+            row = store.record(identity, future.result())
+            tried += 1
+            ok += row.status == "ok"
+            finished.append((order, row))
+        if len(finished) >= FLUSH_ROWS:
+            yield [row for _, row in sorted(finished, key=lambda item: item[0])]
+            finished = []
+    state.ok_counts[identity.slug] = ok
+    if finished:
+        yield [row for _, row in sorted(finished, key=lambda item: item[0])]
+
+
+def _is_done(identity: Identity, config: CrawlConfig, state: ResumeState) -> bool:
+    return (
+        state.ok_counts[identity.slug] >= config.max_images
+        or len(state.done_urls.get(identity.slug, ())) >= config.max_candidates
+    )
+
+
+def run(
+    config: CrawlConfig,
+    out_dir: str | Path,
+    *,
+    identities: Sequence[Identity] | None = None,
+    page_fetch: PageFetcher | None = None,
+    progress: bool = True,
+) -> CrawlSummary:
+    """Crawl every identity into ``out_dir`` and update ``out_dir/manifest.parquet``.
+
+    ``identities`` defaults to :func:`crawl.engines.resolve_identities`; ``page_fetch`` (result pages of
+    search engines) defaults to the safe fetcher. Writes the resolved config to ``out_dir/crawl_config.yaml``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out_dir / CONFIG_NAME)
+    policy = fetch_policy(config)
+    identities = list(identities) if identities is not None else resolve_identities(config)
+    engine = build_engine(config.engine, config, identities, page_fetch or page_fetcher(policy))
+
+    manifest_path = out_dir / MANIFEST_NAME
+    manifest = read_manifest(manifest_path)
+    state = ResumeState.from_manifest(manifest, retry_failed=config.retry_failed)
+    store = _Store(out_dir, state.stored, config.engine)
+    summary = CrawlSummary(identities=len(identities))
+
+    bar = tqdm(identities, desc="crawl", unit="identity", disable=not progress)
+    with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="crawl") as pool:
+        for identity in bar:
+            if _is_done(identity, config, state):
+                summary.skipped_identities += 1
+                continue
+            for batch in _crawl_identity(identity, engine, config, policy, state, store, pool):
+                summary.by_status.update(row.status for row in batch)
+                new = rows_to_frame(batch)
+                manifest = new if manifest.empty else pd.concat([manifest, new], ignore_index=True)
+                write_manifest(manifest_path, manifest)
+            bar.set_postfix(new_ok=summary.by_status["ok"], new_rows=sum(summary.by_status.values()))
+    summary.page_errors = engine.page_errors + state.listing_errors
+    if not manifest_path.exists():
+        write_manifest(manifest_path, manifest)
+    log.info(summary.line())
+    return summary
