@@ -11,7 +11,7 @@ are never rewritten.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -163,25 +163,26 @@ def _crawl_identity(
     store: _Store,
     pool: ThreadPoolExecutor,
 ) -> Iterator[list[ManifestRow]]:
-    """Yield batches of rows for one identity, in candidate order within each batch.
+    """Yield batches of manifest rows for one identity.
 
-    At most ``workers`` downloads run at once, and never more than could still be needed: stored images
-    plus downloads in flight stay within ``max_images``, tried URLs within ``max_candidates``.
+    Downloads run in parallel but are recorded in candidate order, so which copy of repeated bytes is
+    stored (the first) does not depend on timing. At most ``workers`` candidates are pending at once, and
+    never more than could still be needed: stored images plus pending ones stay within ``max_images``,
+    tried URLs plus pending ones within ``max_candidates``.
     """
     done = state.done_urls.setdefault(identity.slug, set())
     ok = state.ok_counts[identity.slug]
     tried = len(done)
     candidates = engine.candidates(identity)
-    in_flight: dict[Future[Attempt], int] = {}
-    finished: list[tuple[int, ManifestRow]] = []
-    index = 0
+    pending: deque[Future[Attempt]] = deque()  # submission order
+    batch: list[ManifestRow] = []
     exhausted = False
     while True:
         while (
             not exhausted
-            and len(in_flight) < config.workers
-            and ok + len(in_flight) < config.max_images
-            and tried + len(in_flight) < config.max_candidates
+            and len(pending) < config.workers
+            and ok + len(pending) < config.max_images
+            and tried + len(pending) < config.max_candidates
         ):
             try:
                 candidate: Candidate | None = next(candidates, None)
@@ -195,26 +196,29 @@ def _crawl_identity(
             if candidate.url in done:
                 continue
             done.add(candidate.url)
-            future = pool.submit(
-                attempt_candidate, candidate, policy, min_side=config.min_side, max_pixels=config.max_pixels
+            pending.append(
+                pool.submit(
+                    attempt_candidate,
+                    candidate,
+                    policy,
+                    min_side=config.min_side,
+                    max_pixels=config.max_pixels,
+                )
             )
-            in_flight[future] = index
-            index += 1
-        if not in_flight:
+        if not pending:
             break
-        completed, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        for future in completed:
-            order = in_flight.pop(future)
-            row = store.record(identity, future.result())
+        wait([pending[0]], return_when=FIRST_COMPLETED)
+        while pending and pending[0].done():
+            row = store.record(identity, pending.popleft().result())
             tried += 1
             ok += row.status == "ok"
-            finished.append((order, row))
-        if len(finished) >= FLUSH_ROWS:
-            yield [row for _, row in sorted(finished, key=lambda item: item[0])]
-            finished = []
+            batch.append(row)
+        if len(batch) >= FLUSH_ROWS:
+            yield batch
+            batch = []
     state.ok_counts[identity.slug] = ok
-    if finished:
-        yield [row for _, row in sorted(finished, key=lambda item: item[0])]
+    if batch:
+        yield batch
 
 
 def _is_done(identity: Identity, config: CrawlConfig, state: ResumeState) -> bool:
