@@ -16,7 +16,7 @@ import numpy as np
 
 from celebref.images import ImageDecodeError, read_image
 from curate.quality import difference_hash, face_sharpness
-from faces.align import align_face, ffhq_quad
+from faces.align import align_face, alignment_quad, transform_points
 from faces.analysis import FaceAnalyzer, FaceAnalyzerConfig, build_face_analyzer
 from faces.types import FaceBox
 
@@ -62,7 +62,7 @@ class AlignedPhoto:
 
 def quad_size(landmarks: np.ndarray) -> float:
     """Side length of the FFHQ quad: the source region that alignment maps onto the output square."""
-    quad = ffhq_quad(landmarks)
+    quad = alignment_quad(landmarks)
     return float(np.linalg.norm(quad[1] - quad[0]))
 
 
@@ -121,8 +121,8 @@ def align_photo(path: Path, landmarks: np.ndarray, analyzer: FaceAnalyzer, *, si
         image = read_image(path)
     except ImageDecodeError as exc:
         return AlignedPhoto(None, None, None, reason="decode_error", detail=str(exc))
-    aligned = align_face(image, landmarks, size=size)
-    moved = np.c_[landmarks, np.ones(len(landmarks))] @ aligned.matrix.T
+    aligned = align_face(image, landmarks, output_size=size)
+    moved = transform_points(landmarks, aligned.matrix)
     expected = _box_of(moved)
     boxes = analyzer.detector.detect(aligned.image)
     scored = sorted(((_overlap(b, expected), i) for i, b in enumerate(boxes)), reverse=True)
