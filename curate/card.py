@@ -39,9 +39,7 @@ def dataset_card(manifest: pd.DataFrame, rejected: pd.DataFrame, config: CurateC
             .agg(identities=("identity", "nunique"), images=("identity", "size"))
             .reset_index()
         )
-        per_identity = (
-            manifest.groupby(["split", "identity", "name"]).size().rename("images").reset_index()
-        )
+        per_identity = manifest.groupby(["split", "identity", "name"]).size().rename("images").reset_index()
     tally = rejected["reason"].value_counts().rename_axis("reason").rename("photos").reset_index()
     params = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     return (
