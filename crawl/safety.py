@@ -62,7 +62,7 @@ def address_problem(address: str, policy: UrlPolicy) -> str | None:
         ip = ip.ipv4_mapped
     if policy.allow_private_hosts or any(ip in net for net in policy.allowed_networks):
         return None
-    for kind in ("loopback", "link_local", "private", "reserved", "multicast", "unspecified"):
+    for kind in ("loopback", "unspecified", "link_local", "multicast", "private", "reserved"):
         if getattr(ip, f"is_{kind}"):
             return kind.replace("_", "-")
     if not ip.is_global:
@@ -91,12 +91,16 @@ def check_url(url: str, policy: UrlPolicy) -> str | None:
     if port is None:
         port = 443 if scheme == "https" else 80
     try:
-        addresses = [str(ipaddress.ip_address(host))]
+        literal = str(ipaddress.ip_address(host))
     except ValueError:
-        try:
-            addresses = policy.resolver(host, port)
-        except (OSError, UnicodeError):
-            return None  # unresolvable: the connection attempt reports it
+        literal = None
+    if literal is not None:
+        problem = address_problem(literal, policy)
+        return None if problem is None else f"{problem} address {literal}"
+    try:
+        addresses = policy.resolver(host, port)
+    except (OSError, UnicodeError):
+        return None  # unresolvable: the connection attempt reports it
     for address in addresses:
         problem = address_problem(address, policy)
         if problem is not None:
