@@ -82,7 +82,9 @@ def _make_bodies() -> dict[str, bytes]:
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)  # talk to the test server directly
     bodies = _make_bodies()
     state = Server(base="", bodies=bodies)
     lock = threading.Lock()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from celebref.config import load_section
+from celebref.images import MAX_PIXELS
 from crawl.config import CrawlConfig
+from crawl.download import ImageInfo, inspect_image
 from crawl.engines import ENGINES, build_engine, register_engine, resolve_identities
 from crawl.identities import Identity, parse_identity_list, slugify
 from crawl.safety import UrlPolicy, check_url
@@ -215,3 +219,35 @@ def test_check_url_accepts_public_and_allowed() -> None:
     only_one = _policy({}, allowed_networks=("10.1.0.0/16",))
     assert check_url("http://10.1.2.3/a.jpg", only_one) is None
     assert check_url("http://10.2.0.1/a.jpg", only_one) is not None
+
+
+def test_shipped_example_identity_list_parses() -> None:
+    ids = parse_identity_list(Path(__file__).resolve().parents[1] / "crawl" / "identities.example.csv")
+    assert len(ids) >= 20 and len({i.slug for i in ids}) == len(ids)
+    by_slug = {i.slug: i for i in ids}
+    assert by_slug["beyonce"].name == "Beyoncé"
+    assert by_slug["michael_jordan"].query == "Michael Jordan basketball"
+
+
+# image checks ---------------------------------------------------------------------------------------
+
+
+def _encoded(fmt: str, size: tuple[int, int] = (30, 20)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 10)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"), ("GIF", "gif")])
+def test_inspect_image_format_and_size(fmt: str, ext: str) -> None:
+    info, status, error = inspect_image(_encoded(fmt), min_side=0, max_pixels=MAX_PIXELS)
+    assert status == "ok" and error is None and info == ImageInfo(width=30, height=20, ext=ext)
+
+
+def test_inspect_image_limits() -> None:
+    data = _encoded("PNG", (30, 20))
+    info, status, error = inspect_image(data, min_side=21, max_pixels=MAX_PIXELS)
+    assert status == "too_small" and info is not None and "30x20" in (error or "")
+    info, status, error = inspect_image(data, min_side=0, max_pixels=599)
+    assert status == "failed_to_decode" and info is None and "exceeds 599 pixels" in (error or "")
+    assert inspect_image(b"GIF89a", min_side=0, max_pixels=MAX_PIXELS)[1] == "failed_to_decode"
