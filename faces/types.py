@@ -1,7 +1,8 @@
 """The three face-analysis interfaces every backend implements.
 
-Images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays. Coordinates are pixels ``(x, y)`` with the origin
-at the top-left corner of the top-left pixel.
+Images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays. Coordinates are pixels ``(x, y)`` where integer
+values are pixel centres (``(0, 0)`` is the centre of the top-left pixel), as dlib, OpenCV's warps and the
+official DMDNet code use them.
 """
 
 from __future__ import annotations
