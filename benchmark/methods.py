@@ -1,0 +1,297 @@
+"""Restoration methods the benchmark runs: a plain ``{name: builder}`` registry filled explicitly.
+
+A method maps a batch of test cases (each an LQ input at its low resolution, plus the other images of the
+same identity in the same split as references) to restored faces: RGB ``uint8`` ``(size, size, 3)``.
+
+Names:
+
+- ``lq``: bicubic up-sampling of the input back to ``size`` (:func:`degrade.ops.upsample_to`, rounded to
+  ``uint8``): the floor every method must beat;
+- ``folder:<path>``: the outputs of an external method, read by file name from
+  ``<path>/<task>/<identity>/<n>.png``, else ``<path>/<identity>/<n>.png``;
+- ``dmdnet``: DMDNet with the identity's references (generic + specific dictionaries);
+- ``dmdnet-generic``: DMDNet with the generic dictionary only (no references).
+
+:func:`try_build_method` turns absent model weights into :class:`UnavailableMethod` carrying the reason, so
+the report states why a method has no numbers instead of running it with random weights.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import Field
+
+from celebref.config import StageConfig
+from celebref.images import read_image
+from curate.dataset import FaceRecord
+from degrade.ops import to_uint8, upsample_to
+from faces.weights import WeightsNotFoundError
+
+__all__ = [
+    "TestCase",
+    "Method",
+    "MethodOptions",
+    "MethodInfo",
+    "UnavailableMethod",
+    "METHODS",
+    "FOLDER_PREFIX",
+    "register_method",
+    "method_slug",
+    "method_info",
+    "check_method_name",
+    "allowed_method_names",
+    "build_method",
+    "try_build_method",
+    "LQMethod",
+    "FolderMethod",
+]
+
+FOLDER_PREFIX = "folder:"
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test input.
+
+    Attributes:
+        image_id: ``<identity>/<n>`` (as :func:`degrade.testset.image_id`).
+        identity: the identity's folder name.
+        task: degradation task, e.g. ``"x4"``.
+        lq_path: the LQ input file (at its low resolution, e.g. 128² for ×4).
+        gt: the ground-truth record (512² image and its 68 landmarks).
+        references: the identity's other images of the same split (never the ground truth itself).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    image_id: str
+    identity: str
+    task: str
+    lq_path: Path
+    gt: FaceRecord
+    references: tuple[FaceRecord, ...] = ()
+
+    @property
+    def index(self) -> int:
+        return self.gt.index
+
+
+@runtime_checkable
+class Method(Protocol):
+    """A restoration method. ``name`` is the configured name; ``restore`` is batched."""
+
+    name: str
+
+    def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Restore a batch.
+
+        Args:
+            cases: B test cases.
+            lq: their LQ inputs as read from ``lq_path``: RGB ``uint8`` ``(h, w, 3)`` at low resolution.
+
+        Returns:
+            B restored faces, RGB ``uint8`` ``(size, size, 3)``.
+        """
+        ...
+
+
+class MethodOptions(StageConfig):
+    """What builders may need; filled from the ``evaluate`` section of ``params.yaml``.
+
+    Attributes:
+        size: side of the restored faces (the ground truth's, 512).
+        device: torch device for network methods.
+        dmdnet_weights: explicit path of the official ``DMDNet.pth`` (else resolved from ``weights_dir``).
+        weights_dir: weights cache directory (default ``$CELEBREF_WEIGHTS`` or ``~/.cache/celebref``).
+        allow_download: fetch missing weights from their official URL.
+        max_references: at most this many references per input for reference-based methods (paper: ≤ 21).
+    """
+
+    size: int = Field(default=512, ge=8)
+    device: str = "cpu"
+    dmdnet_weights: Path | None = None
+    weights_dir: Path | None = None
+    allow_download: bool = False
+    max_references: int = Field(default=21, ge=1)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the report needs to know about a method.
+
+    Attributes:
+        description: one line for the report.
+        uses_references: whether it reads references of the identity (Table 2 only) or not (Tables 1 and 2).
+        paper_rows: table number → the paper's row this method reproduces (e.g. ``{2: "Ours (Full)"}``).
+    """
+
+    description: str
+    uses_references: bool = False
+    paper_rows: dict[int, str] | None = None
+
+
+@dataclass(frozen=True)
+class UnavailableMethod:
+    """A method that could not be built here, and why (e.g. its weights file is absent)."""
+
+    name: str
+    reason: str
+
+
+class LQMethod:
+    """Bicubic up-sampling of the LQ input to ``size`` (Pillow bicubic, clipped, rounded half to even)."""
+
+    def __init__(self, *, size: int = 512) -> None:
+        self.name = "lq"
+        self.size = size
+
+    def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(cases) != len(lq):
+            raise ValueError(f"{len(cases)} cases but {len(lq)} LQ images")
+        return [to_uint8(upsample_to(image, self.size)) for image in lq]
+
+
+class FolderMethod:
+    """Outputs of an external method, read by file name.
+
+    For a case ``<identity>/<n>`` of task ``<task>`` the file is ``<root>/<task>/<identity>/<n>.png``, else
+    ``<root>/<identity>/<n>.png`` (one task per folder). A missing file raises ``FileNotFoundError``.
+    """
+
+    def __init__(self, root: str | Path, *, name: str | None = None) -> None:
+        self.root = Path(root)
+        self.name = name if name is not None else f"{FOLDER_PREFIX}{root}"
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"method {self.name!r}: folder not found: {self.root}")
+
+    def path_for(self, case: TestCase) -> Path:
+        """The file holding the output for ``case`` (raises ``FileNotFoundError`` naming both places)."""
+        rel = Path(case.identity) / f"{case.index}.png"
+        candidates = (self.root / case.task / rel, self.root / rel)
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise FileNotFoundError(
+            f"method {self.name!r}: no result for {case.image_id} ({case.task}); "
+            f"looked for {candidates[0]} and {candidates[1]}"
+        )
+
+    def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [read_image(self.path_for(case)) for case in cases]
+
+
+MethodBuilder = Callable[[MethodOptions], Method]
+METHODS: dict[str, MethodBuilder] = {}
+_INFO: dict[str, MethodInfo] = {}
+
+
+def register_method(name: str, builder: MethodBuilder, info: MethodInfo) -> None:
+    """Add a builder; a name already taken, or one that starts with ``folder:``, raises ``ValueError``."""
+    if name in METHODS:
+        raise ValueError(f"method '{name}' is already registered")
+    if name.startswith(FOLDER_PREFIX) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
+        raise ValueError(f"bad method name {name!r}: lower-case letters, digits, '_', '.', '-'")
+    METHODS[name] = builder
+    _INFO[name] = info
+
+
+def _build_lq(options: MethodOptions) -> Method:
+    return LQMethod(size=options.size)
+
+
+def _build_dmdnet(options: MethodOptions) -> Method:
+    from benchmark.dmdnet_method import DMDNetMethod
+
+    return DMDNetMethod(options, use_references=True)
+
+
+def _build_dmdnet_generic(options: MethodOptions) -> Method:
+    from benchmark.dmdnet_method import DMDNetMethod
+
+    return DMDNetMethod(options, use_references=False)
+
+
+register_method("lq", _build_lq, MethodInfo("bicubic up-sampling of the LQ input (the floor)"))
+register_method(
+    "dmdnet",
+    _build_dmdnet,
+    MethodInfo(
+        "DMDNet, generic + specific dictionaries (references of the same identity)",
+        uses_references=True,
+        paper_rows={2: "Ours (Full)", 3: "Ours(128)"},
+    ),
+)
+register_method(
+    "dmdnet-generic",
+    _build_dmdnet_generic,
+    MethodInfo("DMDNet, generic dictionary only (no references)", paper_rows={1: "Ours^g", 2: "Ours^g"}),
+)
+
+
+def allowed_method_names() -> list[str]:
+    """Registered names plus the ``folder:<path>`` pattern, for error messages."""
+    return [*sorted(METHODS), f"{FOLDER_PREFIX}<path>"]
+
+
+def check_method_name(name: str) -> str:
+    """Return ``name`` if it is a registered method or ``folder:<path>``; else raise ``ValueError``."""
+    if name.startswith(FOLDER_PREFIX):
+        if not name[len(FOLDER_PREFIX) :].strip():
+            raise ValueError(f"method {name!r}: give the folder, e.g. 'folder:results_external/gfpgan'")
+        return name
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(allowed_method_names())}")
+    return name
+
+
+def method_slug(name: str) -> str:
+    """A folder- and file-safe name: the registered name, or ``folder-<last folder name>`` for folders."""
+    check_method_name(name)
+    if name.startswith(FOLDER_PREFIX):
+        base = Path(name[len(FOLDER_PREFIX) :].rstrip("/")).name or "root"
+        return "folder-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
+    return name
+
+
+def method_info(name: str) -> MethodInfo:
+    """Report metadata of a method (folder methods: an external method's outputs, no paper row)."""
+    check_method_name(name)
+    if name.startswith(FOLDER_PREFIX):
+        return MethodInfo(f"outputs read from {name[len(FOLDER_PREFIX) :]}")
+    return _INFO[name]
+
+
+def build_method(name: str, options: MethodOptions | None = None) -> Method:
+    """Build the method ``name`` (see module doc).
+
+    Raises:
+        ValueError: unknown name (the message lists the allowed ones).
+        FileNotFoundError: a ``folder:`` method whose folder does not exist.
+        WeightsNotFoundError: a network method whose weights file is absent.
+    """
+    check_method_name(name)
+    options = options if options is not None else MethodOptions()
+    if name.startswith(FOLDER_PREFIX):
+        return FolderMethod(name[len(FOLDER_PREFIX) :], name=name)
+    return METHODS[name](options)
+
+
+def try_build_method(name: str, options: MethodOptions | None = None) -> Method | UnavailableMethod:
+    """Like :func:`build_method`, but absent weights give :class:`UnavailableMethod` with the reason.
+
+    Only network methods become unavailable (``WeightsNotFoundError`` / ``FileNotFoundError`` while
+    loading weights); a ``folder:`` method whose folder is missing is a configuration error and raises.
+    """
+    check_method_name(name)
+    if name.startswith(FOLDER_PREFIX):
+        return build_method(name, options)
+    try:
+        return build_method(name, options)
+    except (WeightsNotFoundError, FileNotFoundError) as exc:
+        return UnavailableMethod(name, str(exc))
