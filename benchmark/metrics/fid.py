@@ -10,6 +10,7 @@ FID is biased upwards at small N (and the 2048-d covariance has rank < N): alway
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from unittest import mock
 
@@ -105,5 +106,24 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid(features: np.ndarray, reference_features: np.ndarray) -> float:
-    """FID between two feature sets ``(N, D)`` and ``(M, D)`` (here: restored vs paired ground truth)."""
-    return frechet_distance(*feature_statistics(features), *feature_statistics(reference_features))
+    """FID between two feature sets ``(N, D)`` and ``(M, D)`` (here: restored vs paired ground truth).
+
+    Same value as ``frechet_distance(*feature_statistics(features), *feature_statistics(reference))``.
+    When both sets have at most D images (the usual case: a test set of a few hundred faces, D = 2048) it is
+    computed from the centred features ``A1``, ``A2`` directly: the non-zero eigenvalues of
+    ``S1^½ S2 S1^½`` are the squared singular values of ``A1 A2ᵀ / sqrt((N-1)(M-1))``, so
+    ``tr((S1 S2)^½)`` is that matrix's nuclear norm — an ``N × M`` SVD instead of ``D × D``
+    eigendecompositions, exact for the rank-deficient covariances of small N.
+    """
+    f1, f2 = np.asarray(features, np.float64), np.asarray(reference_features, np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
+        raise ValueError(f"need (N, D) and (M, D) features with N, M >= 2, got {f1.shape} and {f2.shape}")
+    n1, n2, dim = len(f1), len(f2), f1.shape[1]
+    if max(n1, n2) > dim:
+        return frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    a1, a2 = f1 - mu1, f2 - mu2
+    tr_covmean = float(linalg.svdvals(a1 @ a2.T).sum()) / math.sqrt((n1 - 1) * (n2 - 1))
+    diff = mu1 - mu2
+    trace1, trace2 = float((a1 * a1).sum()) / (n1 - 1), float((a2 * a2).sum()) / (n2 - 1)
+    return float(diff @ diff + trace1 + trace2 - 2.0 * tr_covmean)
