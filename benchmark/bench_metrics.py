@@ -1,0 +1,125 @@
+"""Throughput of the benchmark metrics at 512×512 (pairs of restored / ground-truth images per second).
+
+PSNR, SSIM and Id(dlib) run on the CPU with their real models. LPIPS and FID run with GENERATED weights
+(a random AlexNet, a random He-scaled FID Inception) loaded through the real loading code: their numbers
+are timings only, never scores. ``--device cuda`` moves LPIPS / FID to the GPU.
+
+    python benchmark/bench_metrics.py --images 16 --threads 2 [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from benchmark.metrics.batched import Metric
+from benchmark.metrics.registry import build_metric
+from celebref.images import read_image
+from degrade.model import DegradationParams, apply
+from degrade.ops import to_uint8, upsample_to
+from faces.align import align_face, transform_points
+from faces.dlib_backend import DlibDetector, DlibLandmarker
+
+DEMO = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo_faces"
+
+
+def _aligned_faces() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Aligned 512×512 demo faces with their landmarks (the largest face of each photo)."""
+    detector, landmarker = DlibDetector(model="hog", upsample=1), DlibLandmarker()
+    faces = []
+    for path in sorted(DEMO.rglob("*")):
+        if path.suffix not in {".jpg", ".png"}:
+            continue
+        photo = read_image(path)
+        boxes = detector.detect(photo)
+        if boxes:
+            points = landmarker.landmarks(photo, boxes[0])
+            face = align_face(photo, points)
+            faces.append((face.image, transform_points(points, face.matrix)))
+    return faces
+
+
+def _generated_weights(folder: Path) -> tuple[Path, Path]:
+    """Random AlexNet and FID-Inception state dicts in the real files' layouts (timing only)."""
+    torch.manual_seed(0)
+    alexnet = folder / "alexnet-generated.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), alexnet)
+    inception = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, num_classes=1008, init_weights=False
+    )
+    state = inception.state_dict()
+    for value in state.values():
+        if value.ndim == 4:
+            value.normal_(0.0, math.sqrt(2.0 / value[0].numel()))
+    fid_file = folder / "inception-generated.pth"
+    torch.save(state, fid_file)
+    return alexnet, fid_file
+
+
+def _time(metric: Metric, restored: np.ndarray, gt: np.ndarray, landmarks: list, batch: int) -> float:
+    """Pairs per second over one pass of ``update`` calls plus the final ``compute``."""
+    start = time.perf_counter()
+    for i in range(0, len(gt), batch):
+        ids = [str(k) for k in range(i, min(i + batch, len(gt)))]
+        metric.update(ids, restored[i : i + batch], gt[i : i + batch], landmarks=landmarks[i : i + batch])
+    metric.compute()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return len(gt) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=16, help="number of 512×512 pairs")
+    parser.add_argument("--batch", type=int, default=8, help="pairs per update call")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="device for LPIPS / FID: cpu or cuda")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    faces = _aligned_faces()
+    chosen = [faces[i % len(faces)] for i in range(args.images)]
+    gt = np.stack([f[0] for f in chosen])
+    landmarks = [f[1] for f in chosen]
+    params = DegradationParams(sigma_blur=2.0, scale=4.0, sigma_noise=5.0, jpeg_quality=70, seed=0)
+    restored = np.stack([to_uint8(upsample_to(apply(g, params), 512)) for g in gt])
+    print(
+        f"{len(gt)} pairs at 512x512, batch {args.batch}, torch threads {args.threads}, device {args.device}"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        alexnet, inception = _generated_weights(Path(tmp))
+        builders: list[tuple[str, Callable[[], Metric]]] = [
+            ("PSNR", lambda: build_metric("psnr")),
+            ("SSIM", lambda: build_metric("ssim")),
+            ("Id(dlib)", lambda: build_metric("id")),
+            (
+                "LPIPS [generated weights, timing only]",
+                lambda: build_metric("lpips", alexnet_path=alexnet, device=args.device),
+            ),
+            (
+                "FID [generated weights, timing only]",
+                lambda: build_metric("fid", weights_path=inception, device=args.device),
+            ),
+        ]
+        for label, build in builders:
+            metric = build()
+            _time(
+                metric, restored[: args.batch], gt[: args.batch], landmarks[: args.batch], args.batch
+            )  # warm-up
+            metric.reset()
+            print(f"{label}: {_time(metric, restored, gt, landmarks, args.batch):.2f} pairs/s")
+
+
+if __name__ == "__main__":
+    main()
