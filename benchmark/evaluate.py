@@ -384,10 +384,11 @@ def run(
         embedder_name = id_metric.name[len("Id(") : -1]
     labels = {k: m.name if isinstance(m, Metric) else metric_label(k, config) for k, m in metrics.items()}
 
+    options = config.method_options()
+    built = {name: try_build_method(name, options) for name in config.methods}  # fail early, load once
     methods_summary: dict[str, Any] = {}
     tables: dict[str, pd.DataFrame] = {}
-    options = config.method_options()
-    for name in config.methods:
+    for name, method in built.items():
         slug, info = method_slug(name), method_info(name)
         entry: dict[str, Any] = {
             "slug": slug,
@@ -395,7 +396,6 @@ def run(
             "uses_references": info.uses_references,
             "paper_rows": {str(k): v for k, v in (info.paper_rows or {}).items()},
         }
-        method = try_build_method(name, options)
         if isinstance(method, UnavailableMethod):
             entry.update(available=False, reason=method.reason, tasks={})
             for task in config.tasks:  # no stale images of an earlier run under this name
@@ -425,6 +425,9 @@ def run(
                 "per_image_csv": f"{PER_IMAGE_DIR}/{csv_name}",
                 "metrics": result.metrics,
             }
+            take_notes = getattr(method, "take_notes", None)
+            if callable(take_notes):  # e.g. how many inputs needed a landmark fallback in this task
+                entry["tasks"][task]["notes"] = take_notes()
         methods_summary[name] = entry
 
     with atomic_dir(metrics_root / PER_IMAGE_DIR) as tmp:

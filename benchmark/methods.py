@@ -186,6 +186,29 @@ class FolderMethod:
         return [read_image(self.path_for(case)) for case in cases]
 
 
+class DMDNetMethod:
+    """DMDNet with the official checkpoint ``DMDNet.pth``; generic only, or generic + specific dictionary.
+
+    The weights file is resolved first (:data:`faces.weights.DMDNET_OFFICIAL`): when it is absent the
+    builder raises ``WeightsNotFoundError`` naming the file, its URL and where to put it, and the method is
+    reported as unavailable. There is no fallback to other weights.
+    """
+
+    def __init__(self, options: MethodOptions, *, use_references: bool) -> None:
+        from faces.weights import DMDNET_OFFICIAL, resolve_weights
+
+        self.name = "dmdnet" if use_references else "dmdnet-generic"
+        self.use_references = use_references
+        self.options = options
+        self.weights = resolve_weights(
+            DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
+        )
+        raise NotImplementedError("the DMDNet inference adapter is not written yet")
+
+    def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
 MethodBuilder = Callable[[MethodOptions], Method]
 METHODS: dict[str, MethodBuilder] = {}
 _INFO: dict[str, MethodInfo] = {}
@@ -206,14 +229,10 @@ def _build_lq(options: MethodOptions) -> Method:
 
 
 def _build_dmdnet(options: MethodOptions) -> Method:
-    from benchmark.dmdnet_method import DMDNetMethod
-
     return DMDNetMethod(options, use_references=True)
 
 
 def _build_dmdnet_generic(options: MethodOptions) -> Method:
-    from benchmark.dmdnet_method import DMDNetMethod
-
     return DMDNetMethod(options, use_references=False)
 
 
