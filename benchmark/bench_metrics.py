@@ -4,7 +4,10 @@ PSNR, SSIM and Id(dlib) run on the CPU with their real models. LPIPS and FID run
 (a random AlexNet, a random He-scaled FID Inception) loaded through the real loading code: their numbers
 are timings only, never scores. ``--device cuda`` moves LPIPS / FID to the GPU.
 
-    python benchmark/bench_metrics.py --images 16 --threads 2 [--device cuda]
+    python benchmark/bench_metrics.py --images 16 --threads 2 [--device cuda] [--metrics psnr ssim lpips fid]
+
+Ground truths are the bundled demo photos: aligned with dlib when ``id`` is measured (it needs landmarks),
+else centre-cropped and resized to 512×512.
 """
 
 from __future__ import annotations
@@ -19,26 +22,40 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 
 from benchmark.metrics.batched import Metric
-from benchmark.metrics.registry import build_metric
+from benchmark.metrics.registry import METRICS, build_metric
 from celebref.images import read_image
 from degrade.model import DegradationParams, apply
 from degrade.ops import to_uint8, upsample_to
-from faces.align import align_face, transform_points
-from faces.dlib_backend import DlibDetector, DlibLandmarker
 
 DEMO = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo_faces"
 
 
+def _demo_photos() -> list[np.ndarray]:
+    return [read_image(p) for p in sorted(DEMO.rglob("*")) if p.suffix in {".jpg", ".png"}]
+
+
+def _cropped_faces() -> list[tuple[np.ndarray, None]]:
+    """Demo photos centre-cropped to a square and resized to 512×512 (no landmarks)."""
+    faces = []
+    for photo in _demo_photos():
+        side = min(photo.shape[:2])
+        top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
+        square = Image.fromarray(photo[top : top + side, left : left + side])
+        faces.append((np.asarray(square.resize((512, 512), Image.Resampling.BICUBIC)), None))
+    return faces
+
+
 def _aligned_faces() -> list[tuple[np.ndarray, np.ndarray]]:
     """Aligned 512×512 demo faces with their landmarks (the largest face of each photo)."""
+    from faces.align import align_face, transform_points
+    from faces.dlib_backend import DlibDetector, DlibLandmarker
+
     detector, landmarker = DlibDetector(model="hog", upsample=1), DlibLandmarker()
     faces = []
-    for path in sorted(DEMO.rglob("*")):
-        if path.suffix not in {".jpg", ".png"}:
-            continue
-        photo = read_image(path)
+    for photo in _demo_photos():
         boxes = detector.detect(photo)
         if boxes:
             points = landmarker.landmarks(photo, boxes[0])
@@ -84,13 +101,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="pairs per update call")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="device for LPIPS / FID: cpu or cuda")
+    parser.add_argument(
+        "--metrics", nargs="+", default=list(METRICS), choices=list(METRICS), help="which metrics"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    faces = _aligned_faces()
+    faces = _aligned_faces() if "id" in args.metrics else _cropped_faces()
     chosen = [faces[i % len(faces)] for i in range(args.images)]
     gt = np.stack([f[0] for f in chosen])
-    landmarks = [f[1] for f in chosen]
+    landmarks = [f[1] for f in chosen]  # None entries when Id is not measured
     params = DegradationParams(sigma_blur=2.0, scale=4.0, sigma_noise=5.0, jpeg_quality=70, seed=0)
     restored = np.stack([to_uint8(upsample_to(apply(g, params), 512)) for g in gt])
     print(
@@ -99,26 +119,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         alexnet, inception = _generated_weights(Path(tmp))
-        builders: list[tuple[str, Callable[[], Metric]]] = [
-            ("PSNR", lambda: build_metric("psnr")),
-            ("SSIM", lambda: build_metric("ssim")),
-            ("Id(dlib)", lambda: build_metric("id")),
-            (
+        builders: dict[str, tuple[str, Callable[[], Metric]]] = {
+            "psnr": ("PSNR", lambda: build_metric("psnr")),
+            "ssim": ("SSIM", lambda: build_metric("ssim")),
+            "id": ("Id(dlib)", lambda: build_metric("id")),
+            "lpips": (
                 "LPIPS [generated weights, timing only]",
                 lambda: build_metric("lpips", alexnet_path=alexnet, device=args.device),
             ),
-            (
+            "fid": (
                 "FID [generated weights, timing only]",
                 lambda: build_metric("fid", weights_path=inception, device=args.device),
             ),
-        ]
-        for label, build in builders:
+        }
+        for name in args.metrics:
+            label, build = builders[name]
             metric = build()
-            _time(
-                metric, restored[: args.batch], gt[: args.batch], landmarks[: args.batch], args.batch
-            )  # warm-up
+            warm = slice(0, args.batch)
+            _time(metric, restored[warm], gt[warm], landmarks[warm], args.batch)  # warm-up, not reported
             metric.reset()
-            print(f"{label}: {_time(metric, restored, gt, landmarks, args.batch):.2f} pairs/s")
+            print(f"{label}: {_time(metric, restored, gt, landmarks, args.batch):.2f} pairs/s", flush=True)
 
 
 if __name__ == "__main__":
