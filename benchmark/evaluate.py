@@ -213,7 +213,7 @@ class TaskResult:
         n: number of images.
         metrics: key → summary entry (label, value, higher_is_better, n, available, reason).
         per_image: one row per image: ids, per-image scores by label, degradation parameters.
-        seconds: wall time of restoring (reading inputs and writing outputs included).
+        seconds: wall time of the task: reading inputs, restoring, writing outputs and scoring.
     """
 
     n: int

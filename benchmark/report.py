@@ -317,7 +317,7 @@ def render_markdown(
             lines.append(f"- `{name}`: {entry.get('description', '')} — unavailable: {entry.get('reason')}")
             continue
         timing = ", ".join(
-            f"{_TASK_LABEL.get(t, t)} {e['seconds'] / max(e['n'], 1):.3f} s/image"
+            f"{_TASK_LABEL.get(t, t)} {e['seconds'] / max(e['n'], 1):.3f} s/image restored and scored"
             for t, e in entry["tasks"].items()
         )
         lines.append(f"- `{name}`: {entry.get('description', '')} ({timing}; results in `{entry['slug']}/`)")

@@ -364,3 +364,25 @@ def test_cli_writes_summary(tiny, tmp_path: Path, capsys: pytest.CaptureFixture)
     summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
     assert summary["methods"]["lq"]["tasks"]["x4"]["n"] == 4
     assert "evaluate: 1 method(s) x 1 task(s) scored (x4: 4 images" in capsys.readouterr().out
+
+
+def test_id_metric_without_embedder_weights_is_unavailable(tiny, tmp_path: Path) -> None:
+    missing = tmp_path / "dlib_face_recognition_resnet_model_v1.dat"
+    config = _config(tiny, metrics=["id"], faces={"embedder": "dlib", "embedder_weights": str(missing)})
+    metrics = build_metrics(config)
+    assert metrics["id"].name == "id" and str(missing) in metrics["id"].reason
+
+
+def test_dmdnet_without_weights_is_recorded_unavailable(tiny, tmp_path: Path) -> None:
+    stale = tmp_path / "results" / "dmdnet" / "x4" / "old.png"
+    write_png(stale, synthetic_face(0, size=32))
+    config = _config(tiny, methods=["lq", "dmdnet", "dmdnet-generic"], tasks=["x4"], metrics=["psnr"])
+    summary = run(config, tiny["dataset"], tiny["lq"], tmp_path / "results", tmp_path / "metrics")
+    for name in ("dmdnet", "dmdnet-generic"):
+        entry = summary["methods"][name]
+        assert entry["available"] is False and entry["tasks"] == {}
+        assert "DMDNet.pth" in entry["reason"] and "csxmli2016/DMDNet/releases" in entry["reason"]
+    assert summary["methods"]["dmdnet"]["paper_rows"] == {"2": "Ours (Full)", "3": "Ours(128)"}
+    assert summary["methods"]["lq"]["tasks"]["x4"]["n"] == 4
+    assert not stale.parent.exists()  # no images of an earlier run left under an unavailable method
+    assert sorted(p.name for p in (tmp_path / "metrics" / "per_image").iterdir()) == ["lq_x4.csv"]
