@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy
 import torch
 import torchvision
 from scipy import linalg
@@ -128,13 +129,26 @@ def test_frechet_distance_matches_scipy_sqrtm(seed: int, n: int, d: int) -> None
     expected = _scipy_fid(*stats)
     assert frechet_distance(*stats) == pytest.approx(expected, rel=1e-6)
     assert fid(f1, f2) == pytest.approx(expected, rel=1e-6)  # nuclear-norm route where N <= D
-    # and against pytorch-fid's own implementation (its scipy call warns about a deprecated argument)
+    assert fid(f1, f1) == pytest.approx(0.0, abs=1e-6 * expected)
+
+
+_SCIPY = tuple(int(p) for p in scipy.__version__.split(".")[:2])
+
+
+@pytest.mark.skipif(
+    _SCIPY >= (1, 18), reason="pytorch-fid 0.3.0 passes disp= to scipy.linalg.sqrtm, removed in SciPy 1.18"
+)
+def test_frechet_distance_matches_pytorch_fid() -> None:
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    with warnings.catch_warnings():
+    rng = np.random.default_rng(7)
+    f1, f2 = rng.normal(size=(60, 24)), rng.normal(0.5, 1.3, size=(50, 24))
+    stats = (*feature_statistics(f1), *feature_statistics(f2))
+    with warnings.catch_warnings():  # SciPy 1.16-1.17 warn that disp= is deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        assert frechet_distance(*stats) == pytest.approx(calculate_frechet_distance(*stats), rel=1e-6)
-    assert fid(f1, f1) == pytest.approx(0.0, abs=1e-6 * expected)
+        reference = calculate_frechet_distance(*stats)
+    assert frechet_distance(*stats) == pytest.approx(reference, rel=1e-6)
+    assert fid(f1, f2) == pytest.approx(reference, rel=1e-6)
 
 
 def test_frechet_distance_small_n_and_errors() -> None:
