@@ -27,7 +27,13 @@ from degrade.testset import run
 DEMO = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo_faces"
 
 
-def _square_512(image: np.ndarray) -> np.ndarray:
+def demo_photos() -> list[np.ndarray]:
+    """The bundled demo photos, RGB uint8, in path order."""
+    return [read_image(p) for p in sorted(DEMO.rglob("*")) if p.suffix in {".jpg", ".png"}]
+
+
+def square_512(image: np.ndarray) -> np.ndarray:
+    """Centre square of an RGB image resized to 512×512 (bicubic), RGB uint8."""
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
@@ -36,7 +42,7 @@ def _square_512(image: np.ndarray) -> np.ndarray:
 
 
 def _make_dataset(root: Path, n_images: int) -> list[np.ndarray]:
-    photos = [_square_512(read_image(p)) for p in sorted(DEMO.rglob("*")) if p.suffix in {".jpg", ".png"}]
+    photos = [square_512(photo) for photo in demo_photos()]
     images = []
     for i in range(n_images):
         image = photos[i % len(photos)]

@@ -22,30 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from PIL import Image
 
+from benchmark.bench_degrade import demo_photos, square_512
 from benchmark.metrics.batched import Metric
 from benchmark.metrics.registry import METRICS, build_metric
-from celebref.images import read_image
 from degrade.model import DegradationParams, apply
 from degrade.ops import to_uint8, upsample_to
-
-DEMO = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo_faces"
-
-
-def _demo_photos() -> list[np.ndarray]:
-    return [read_image(p) for p in sorted(DEMO.rglob("*")) if p.suffix in {".jpg", ".png"}]
 
 
 def _cropped_faces() -> list[tuple[np.ndarray, None]]:
     """Demo photos centre-cropped to a square and resized to 512×512 (no landmarks)."""
-    faces = []
-    for photo in _demo_photos():
-        side = min(photo.shape[:2])
-        top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
-        square = Image.fromarray(photo[top : top + side, left : left + side])
-        faces.append((np.asarray(square.resize((512, 512), Image.Resampling.BICUBIC)), None))
-    return faces
+    return [(square_512(photo), None) for photo in demo_photos()]
 
 
 def _aligned_faces() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -55,7 +42,7 @@ def _aligned_faces() -> list[tuple[np.ndarray, np.ndarray]]:
 
     detector, landmarker = DlibDetector(model="hog", upsample=1), DlibLandmarker()
     faces = []
-    for photo in _demo_photos():
+    for photo in demo_photos():
         boxes = detector.detect(photo)
         if boxes:
             points = landmarker.landmarks(photo, boxes[0])

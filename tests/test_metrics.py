@@ -117,6 +117,8 @@ def test_batched_psnr_ssim_store_per_image_scores() -> None:
         assert result.value == pytest.approx(np.mean(list(expected.values())))
         with pytest.raises(ValueError, match="twice"):
             metric.update(ids[:1], pairs[0][0], pairs[0][1])
+        with pytest.raises(ValueError, match="twice"):
+            metric.update(["new", "new"], [pairs[0][0]] * 2, [pairs[0][1]] * 2)
         metric.reset()
         with pytest.raises(ValueError, match="no images"):
             metric.compute()

@@ -9,8 +9,8 @@ and ``landmarks`` a sequence of B ``(68, 2)`` arrays (ground-truth landmarks; ne
 from __future__ import annotations
 
 import abc
-import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,17 +61,21 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None: ...
 
-    @staticmethod
     def _check_batch(
-        ids: Sequence[str], restored: list[np.ndarray], gt: list[np.ndarray], landmarks: object
+        self,
+        ids: Sequence[str],
+        restored: list[np.ndarray],
+        gt: list[np.ndarray],
+        landmarks: Sequence[np.ndarray] | None,
+        done: Mapping[str, object],
     ) -> None:
+        """Equal batch sizes, and ids new to this metric (``done``: what it already holds)."""
         if not len(ids) == len(restored) == len(gt):
             raise ValueError(f"batch sizes differ: {len(ids)} ids, {len(restored)} restored, {len(gt)} gt")
-        if landmarks is not None and len(landmarks) != len(ids):  # type: ignore[arg-type]
-            raise ValueError(f"{len(landmarks)} landmark arrays for {len(ids)} images")  # type: ignore[arg-type]
-
-    def _check_new_ids(self, ids: Sequence[str], done: dict[str, object]) -> None:
-        repeated = sorted({i for i in ids if i in done} | {i for i in set(ids) if list(ids).count(i) > 1})
+        if landmarks is not None and len(landmarks) != len(ids):
+            raise ValueError(f"{len(landmarks)} landmark arrays for {len(ids)} images")
+        counts = Counter(ids)
+        repeated = sorted(i for i in counts if counts[i] > 1 or i in done)
         if repeated:
             raise ValueError(f"{self.name}: images given twice: {repeated[:5]}")
 
@@ -104,8 +108,7 @@ class PairMetric(Metric):
         landmarks: Sequence[np.ndarray] | None = None,
     ) -> None:
         restored_list, gt_list = _as_list(restored), _as_list(gt)
-        self._check_batch(ids, restored_list, gt_list, landmarks)
-        self._check_new_ids(ids, self.scores)
+        self._check_batch(ids, restored_list, gt_list, landmarks, self.scores)
         self.scores.update(zip(ids, self.score_batch(restored_list, gt_list, landmarks), strict=True))
 
     def compute(self) -> MetricResult:
@@ -205,8 +208,7 @@ class FID(Metric):
         landmarks: Sequence[np.ndarray] | None = None,
     ) -> None:
         restored_list, gt_list = _as_list(restored), _as_list(gt)
-        self._check_batch(ids, restored_list, gt_list, landmarks)
-        self._check_new_ids(ids, self.restored_features)
+        self._check_batch(ids, restored_list, gt_list, landmarks, self.restored_features)
         for store, images in ((self.restored_features, restored_list), (self.gt_features, gt_list)):
             feats = inception_features(np.stack(images), net=self.net, batch_size=self.batch_size)
             store.update(zip(ids, feats, strict=True))
@@ -219,7 +221,7 @@ class FID(Metric):
         value = fid(
             np.stack([self.restored_features[i] for i in ids]), np.stack([self.gt_features[i] for i in ids])
         )
-        return MetricResult(self.name, self.higher_is_better, value if math.isfinite(value) else math.nan, n)
+        return MetricResult(self.name, self.higher_is_better, value, n)
 
     def reset(self) -> None:
         self.restored_features, self.gt_features = {}, {}
