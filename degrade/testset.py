@@ -130,6 +130,8 @@ def run(
     """Build one degraded set per task in ``config.test_scales`` from ``<dataset_root>/<split>``.
 
     Each set is written atomically to ``<out_root>/<split>_<task>/`` (replaced whole on success).
+    With ``config.workers > 1`` the workers are spawned processes: call this from under
+    ``if __name__ == "__main__":`` (as ``python -m degrade`` does), or they re-run the calling script.
 
     Returns:
         task name → output folder.
