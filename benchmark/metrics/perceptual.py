@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmark.metrics.checkpoint import load_mapped, load_state_dict_file
+from degrade.pairs import to_tensor
 from faces.weights import LPIPS_ALEX_LINEAR, TORCHVISION_ALEXNET, resolve_weights
 
 __all__ = ["build_lpips", "images_to_tensor", "lpips_distance", "ALEXNET_SLICES"]
@@ -75,13 +76,13 @@ def build_lpips(
 
 
 def images_to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """RGB ``(B, H, W, 3)`` or ``(H, W, 3)`` on 0–255 → ``float32`` ``(B, 3, H, W)`` in [-1, 1]."""
-    x = np.asarray(images, dtype=np.float32)
+    """RGB ``(B, H, W, 3)`` or ``(H, W, 3)`` on 0–255 → ``float32`` ``(B, 3, H, W)`` in [-1, 1] (clipped)."""
+    x = np.asarray(images)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[3] != 3:
         raise ValueError(f"expected RGB (B, H, W, 3) or (H, W, 3), got shape {x.shape}")
-    return torch.from_numpy(x).permute(0, 3, 1, 2).to(device) / 127.5 - 1.0
+    return torch.stack([to_tensor(image) for image in x]).to(device)
 
 
 @torch.no_grad()
@@ -90,7 +91,7 @@ def lpips_distance(img: np.ndarray, ref: np.ndarray, *, net: torch.nn.Module) ->
 
     Args:
         img, ref: RGB ``(B, H, W, 3)`` or ``(H, W, 3)``, uint8 or float on 0–255, same shape; mapped to
-            [-1, 1] as LPIPS expects.
+            [-1, 1] as LPIPS expects (:func:`degrade.pairs.to_tensor`, the network-input convention).
         net: from :func:`build_lpips`.
     """
     if np.shape(img) != np.shape(ref):
