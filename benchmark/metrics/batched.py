@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,32 +121,34 @@ class PairMetric(Metric):
         self.scores = {}
 
 
-class PSNR(PairMetric):
+class _PixelMetric(PairMetric):
+    """A full-reference pixel metric ``fn(restored, gt, crop_border=, y_channel=)``; named ``<label>[-Y]``."""
+
+    higher_is_better = True
+    label: str
+    fn: Callable[..., float]
+
+    def __init__(self, *, crop_border: int = 0, y_channel: bool = False) -> None:
+        super().__init__()
+        self.crop_border, self.y_channel = crop_border, y_channel
+        self.name = f"{self.label}-Y" if y_channel else self.label
+
+    def score_one(self, restored: np.ndarray, gt: np.ndarray, landmarks: np.ndarray | None) -> float:
+        return self.fn(restored, gt, crop_border=self.crop_border, y_channel=self.y_channel)
+
+
+class PSNR(_PixelMetric):
     """Per-image :func:`~benchmark.metrics.pixel.psnr` (dB), averaged. Identical images score ``inf``."""
 
-    higher_is_better = True
-
-    def __init__(self, *, crop_border: int = 0, y_channel: bool = False) -> None:
-        super().__init__()
-        self.crop_border, self.y_channel = crop_border, y_channel
-        self.name = "PSNR-Y" if y_channel else "PSNR"
-
-    def score_one(self, restored: np.ndarray, gt: np.ndarray, landmarks: np.ndarray | None) -> float:
-        return psnr(restored, gt, crop_border=self.crop_border, y_channel=self.y_channel)
+    label = "PSNR"
+    fn = staticmethod(psnr)
 
 
-class SSIM(PairMetric):
+class SSIM(_PixelMetric):
     """Per-image :func:`~benchmark.metrics.pixel.ssim`, averaged."""
 
-    higher_is_better = True
-
-    def __init__(self, *, crop_border: int = 0, y_channel: bool = False) -> None:
-        super().__init__()
-        self.crop_border, self.y_channel = crop_border, y_channel
-        self.name = "SSIM-Y" if y_channel else "SSIM"
-
-    def score_one(self, restored: np.ndarray, gt: np.ndarray, landmarks: np.ndarray | None) -> float:
-        return ssim(restored, gt, crop_border=self.crop_border, y_channel=self.y_channel)
+    label = "SSIM"
+    fn = staticmethod(ssim)
 
 
 class LPIPS(PairMetric):
