@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -69,6 +70,8 @@ class EvaluateConfig(StageConfig):
         batch_size: images per method call and metric update.
         num_threads: torch CPU threads (``None``: leave torch's default).
         max_references: at most this many references per input for reference-based methods.
+        input_landmarks: DMDNet's component boxes of the input from landmarks detected on it (``detect``,
+            ground truth when no face is found; the official test practice) or the ground truth's (``gt``).
         weights: weights files (:class:`WeightsConfig`).
         faces: face analysis; its ``embedder`` gives the Id metric (``Id(dlib)`` offline).
     """
@@ -84,6 +87,7 @@ class EvaluateConfig(StageConfig):
     batch_size: int = Field(default=4, ge=1)
     num_threads: int | None = Field(default=None, ge=1)
     max_references: int = Field(default=21, ge=1)
+    input_landmarks: Literal["detect", "gt"] = "detect"
     weights: WeightsConfig = WeightsConfig()
     faces: FaceAnalyzerConfig = FaceAnalyzerConfig()
 
@@ -134,4 +138,6 @@ class EvaluateConfig(StageConfig):
             weights_dir=self.weights.dir,
             allow_download=self.weights.allow_download,
             max_references=self.max_references,
+            input_landmarks=self.input_landmarks,
+            faces=self.faces,
         )

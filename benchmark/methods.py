@@ -22,16 +22,20 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import Field
 
 from celebref.config import StageConfig
 from celebref.images import read_image
-from curate.dataset import FaceRecord
+from curate.dataset import FaceRecord, read_landmarks
 from degrade.ops import to_uint8, upsample_to
+from faces.analysis import FaceAnalyzer, FaceAnalyzerConfig
 from faces.weights import WeightsNotFoundError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "TestCase",
@@ -50,6 +54,11 @@ __all__ = [
     "try_build_method",
     "LQMethod",
     "FolderMethod",
+    "DMDNetMethod",
+    "DMDNetBackend",
+    "load_dmdnet_backend",
+    "images_to_unit_tensor",
+    "unit_tensor_to_images",
 ]
 
 FOLDER_PREFIX = "folder:"
@@ -111,6 +120,9 @@ class MethodOptions(StageConfig):
         weights_dir: weights cache directory (default ``$CELEBREF_WEIGHTS`` or ``~/.cache/celebref``).
         allow_download: fetch missing weights from their official URL.
         max_references: at most this many references per input for reference-based methods (paper: ≤ 21).
+        input_landmarks: where DMDNet's component boxes of the input come from: ``detect`` (68 landmarks
+            detected on the up-sampled input, ground truth when no face is found) or ``gt``.
+        faces: the face analysis used to detect them.
     """
 
     size: int = Field(default=512, ge=8)
@@ -119,6 +131,8 @@ class MethodOptions(StageConfig):
     weights_dir: Path | None = None
     allow_download: bool = False
     max_references: int = Field(default=21, ge=1)
+    input_landmarks: Literal["detect", "gt"] = "detect"
+    faces: FaceAnalyzerConfig = FaceAnalyzerConfig()
 
 
 @dataclass(frozen=True)
@@ -186,15 +200,77 @@ class FolderMethod:
         return [read_image(self.path_for(case)) for case in cases]
 
 
-class DMDNetMethod:
-    """DMDNet with the official checkpoint ``DMDNet.pth``; generic only, or generic + specific dictionary.
-
-    The weights file is resolved first (:data:`faces.weights.DMDNET_OFFICIAL`): when it is absent the
-    builder raises ``WeightsNotFoundError`` naming the file, its URL and where to put it, and the method is
-    reported as unavailable. There is no fallback to other weights.
+class DMDNetBackend(Protocol):
+    """The DMDNet calls the benchmark needs. Images are ``float32`` ``(B, 3, 512, 512)`` RGB in [-1, 1];
+    boxes are ``int64`` ``(B, 4, 4)`` from :func:`dmdnet.boxes.component_boxes` (rows left eye, right eye,
+    nose, mouth; columns x1, y1, x2, y2).
     """
 
-    def __init__(self, options: MethodOptions, *, use_references: bool) -> None:
+    def restore_generic(self, images: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+        """Generic restoration (generic dictionary only) → ``(B, 3, 512, 512)`` in [-1, 1]."""
+        ...
+
+    def build_dictionary(self, references: torch.Tensor, boxes: np.ndarray) -> object:
+        """The specific dictionary of N ≥ 1 references ``(N, 3, 512, 512)`` of one identity."""
+        ...
+
+    def restore_specific(self, images: torch.Tensor, boxes: np.ndarray, dictionary: object) -> torch.Tensor:
+        """Restoration with the generic and the given specific dictionary → ``(B, 3, 512, 512)``."""
+        ...
+
+
+def load_dmdnet_backend(weights: Path, device: str) -> DMDNetBackend:
+    """The :class:`DMDNetBackend` of the ``dmdnet`` package, with the official checkpoint ``weights``.
+
+    Raises:
+        ImportError: the ``dmdnet`` package does not provide its checkpoint loader and inference API here.
+    """
+    try:
+        from dmdnet import inference, official
+    except ImportError as exc:
+        raise ImportError(
+            "DMDNet inference is not available in this installation "
+            f"(dmdnet.official / dmdnet.inference): {exc}"
+        ) from exc
+    raise ImportError(  # pragma: no cover - replaced once the dmdnet inference API is fixed
+        f"dmdnet.inference ({inference.__name__}) and dmdnet.official ({official.__name__}) are present but "
+        "the benchmark has no adapter for their API yet"
+    )
+
+
+def images_to_unit_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """RGB ``uint8`` ``(H, W, 3)`` images → ``float32`` ``(B, 3, H, W)`` in [-1, 1]: (p/255 − 0.5) / 0.5."""
+    import torch
+
+    x = np.stack([np.asarray(im, dtype=np.float32) / np.float32(255.0) for im in images])
+    return (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous() - 0.5) / 0.5
+
+
+def unit_tensor_to_images(x: torch.Tensor) -> list[np.ndarray]:
+    """``(B, 3, H, W)`` in [-1, 1] → RGB ``uint8`` ``(H, W, 3)`` images (clipped, rounded half to even)."""
+    y = (x.detach().float().cpu().clamp(-1.0, 1.0) * 0.5 + 0.5) * 255.0
+    return [to_uint8(img) for img in y.permute(0, 2, 3, 1).numpy()]
+
+
+class DMDNetMethod:
+    """DMDNet with the official checkpoint ``DMDNet.pth``: generic only, or with the specific dictionary.
+
+    The weights file is resolved first (:data:`faces.weights.DMDNET_OFFICIAL`): when it is absent the builder
+    raises ``WeightsNotFoundError`` naming the file, its URL and where to put it, and the method is reported
+    as unavailable. There is no fallback to other weights.
+
+    Input: the LQ image bicubic up-sampled to 512 (:func:`degrade.ops.upsample_to`, rounded to ``uint8``).
+    Component boxes of the input: from 68 landmarks detected on that input with the configured face analysis
+    (``input_landmarks="detect"``, as the official test script does), falling back to the ground-truth
+    landmarks when no face is found (counted in :meth:`take_notes`); ``"gt"`` uses the ground-truth
+    landmarks throughout. References (``dmdnet`` only): the identity's other images of the split with their
+    stored landmarks, at most ``max_references``; the test image itself is never one of them. An input whose
+    identity has no other image is restored with the generic dictionary only (counted).
+    """
+
+    def __init__(
+        self, options: MethodOptions, *, use_references: bool, backend: DMDNetBackend | None = None
+    ) -> None:
         from faces.weights import DMDNET_OFFICIAL, resolve_weights
 
         self.name = "dmdnet" if use_references else "dmdnet-generic"
@@ -203,10 +279,59 @@ class DMDNetMethod:
         self.weights = resolve_weights(
             DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
         )
-        raise NotImplementedError("the DMDNet inference adapter is not written yet")
+        self.backend = backend if backend is not None else load_dmdnet_backend(self.weights, options.device)
+        self._analyzer: FaceAnalyzer | None = None
+        self._notes = {"landmarks_from_ground_truth": 0, "inputs_without_references": 0}
+
+    def _input_landmarks(self, image: np.ndarray, case: TestCase) -> np.ndarray:
+        if self.options.input_landmarks == "detect":
+            if self._analyzer is None:
+                from faces.analysis import build_face_analyzer
+
+                self._analyzer = build_face_analyzer(self.options.faces)
+            faces = self._analyzer.detector.detect(image)
+            if faces:
+                return self._analyzer.landmarker.landmarks(image, faces[0])
+            self._notes["landmarks_from_ground_truth"] += 1
+        return read_landmarks(case.gt.landmarks_path)
+
+    def _dictionary(self, case: TestCase) -> object | None:
+        refs = case.references[: self.options.max_references]
+        if not refs:
+            self._notes["inputs_without_references"] += 1
+            return None
+        from dmdnet.boxes import component_boxes
+
+        images = images_to_unit_tensor([read_image(r.image_path) for r in refs])
+        boxes = np.stack([component_boxes(read_landmarks(r.landmarks_path)) for r in refs])
+        return self.backend.build_dictionary(images.to(self.options.device), boxes)
 
     def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
+        from dmdnet.boxes import component_boxes
+
+        if len(cases) != len(lq):
+            raise ValueError(f"{len(cases)} cases but {len(lq)} LQ images")
+        inputs = [to_uint8(upsample_to(image, self.options.size)) for image in lq]
+        marks = [self._input_landmarks(im, c) for im, c in zip(inputs, cases, strict=True)]
+        boxes = np.stack([component_boxes(m) for m in marks])
+        x = images_to_unit_tensor(inputs).to(self.options.device)
+        if not self.use_references:
+            return unit_tensor_to_images(self.backend.restore_generic(x, boxes))
+        out: list[np.ndarray] = []
+        for i, case in enumerate(cases):  # each input has its own references (never itself)
+            dictionary = self._dictionary(case)
+            xi, bi = x[i : i + 1], boxes[i : i + 1]
+            if dictionary is None:
+                y = self.backend.restore_generic(xi, bi)
+            else:
+                y = self.backend.restore_specific(xi, bi, dictionary)
+            out += unit_tensor_to_images(y)
+        return out
+
+    def take_notes(self) -> dict[str, int]:
+        """Counts since the last call (how many inputs needed a fallback), then reset."""
+        notes, self._notes = self._notes, dict.fromkeys(self._notes, 0)
+        return notes
 
 
 MethodBuilder = Callable[[MethodOptions], Method]

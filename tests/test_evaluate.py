@@ -386,3 +386,66 @@ def test_dmdnet_without_weights_is_recorded_unavailable(tiny, tmp_path: Path) ->
     assert summary["methods"]["lq"]["tasks"]["x4"]["n"] == 4
     assert not stale.parent.exists()  # no images of an earlier run left under an unavailable method
     assert sorted(p.name for p in (tmp_path / "metrics" / "per_image").iterdir()) == ["lq_x4.csv"]
+
+
+class FakeDMDNet:
+    """Stands in for the network: generic = identity, specific = the first reference image."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def restore_generic(self, images, boxes):
+        self.calls.append(("generic", tuple(images.shape), boxes.copy()))
+        return images
+
+    def build_dictionary(self, references, boxes):
+        self.calls.append(("dictionary", tuple(references.shape), boxes.copy()))
+        return references
+
+    def restore_specific(self, images, boxes, dictionary):
+        self.calls.append(("specific", tuple(images.shape), boxes.copy()))
+        return dictionary[:1]
+
+
+def _dmdnet(tmp_path: Path, *, use_references: bool, **options):
+    from benchmark.methods import DMDNetMethod, MethodOptions
+
+    weights = tmp_path / "DMDNet.pth"
+    weights.write_bytes(b"stand-in; the fake backend never reads it")
+    fake = FakeDMDNet()
+    opts = MethodOptions(dmdnet_weights=weights, **options)
+    return DMDNetMethod(opts, use_references=use_references, backend=fake), fake
+
+
+def test_dmdnet_generic_feeds_the_upsampled_input_and_landmark_boxes(tiny, tmp_path: Path) -> None:
+    from dmdnet.boxes import component_boxes
+
+    method, fake = _dmdnet(tmp_path, use_references=False, input_landmarks="detect")
+    cases = build_test_cases(tiny["dataset"], tiny["lq"], "test", "x4")[:3]
+    lq = [read_image(c.lq_path) for c in cases]
+    out = method.restore(cases, lq)
+    for got, want in zip(out, LQMethod().restore(cases, lq), strict=True):
+        np.testing.assert_array_equal(got, want)  # [-1, 1] round trip is exact
+    ((kind, shape, boxes),) = fake.calls
+    assert (kind, shape) == ("generic", (3, 3, 512, 512))
+    # no face is found on the synthetic inputs: the ground-truth landmarks give the boxes, and it is counted
+    want = np.stack([component_boxes(read_landmarks(c.gt.landmarks_path)) for c in cases])
+    np.testing.assert_array_equal(boxes, want)
+    assert method.take_notes() == {"landmarks_from_ground_truth": 3, "inputs_without_references": 0}
+    assert method.take_notes()["landmarks_from_ground_truth"] == 0
+
+
+def test_dmdnet_specific_uses_the_identitys_other_images_only(tiny, tmp_path: Path) -> None:
+    method, fake = _dmdnet(tmp_path, use_references=True, input_landmarks="gt")
+    cases = build_test_cases(tiny["dataset"], tiny["lq"], "test", "x8")
+    out = method.restore(cases, [read_image(c.lq_path) for c in cases])
+    # the fake returns the first reference: for <identity>/0 it must be <identity>/1 and vice versa
+    for case, got in zip(cases, out, strict=True):
+        other = tiny["dataset"] / "test" / case.identity / f"{1 - case.index}.png"
+        np.testing.assert_array_equal(got, read_image(other))
+    assert [c[0] for c in fake.calls] == ["dictionary", "specific"] * 4
+    assert all(c[1] == (1, 3, 512, 512) for c in fake.calls)
+    lonely = TestCase("carol/0", "carol", "x8", cases[0].lq_path, cases[0].gt, references=())
+    method.restore([lonely], [read_image(lonely.lq_path)])
+    assert fake.calls[-1][0] == "generic"
+    assert method.take_notes() == {"landmarks_from_ground_truth": 0, "inputs_without_references": 1}
