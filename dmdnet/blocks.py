@@ -1,0 +1,197 @@
+"""Building blocks shared by the DMDNet network (plain convolutions; spectral norm is folded at load).
+
+Tensors are ``(B, C, H, W)`` float; every activation is LeakyReLU(0.2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LRELU_SLOPE",
+    "conv3x3",
+    "fold_spectral_norm",
+    "ConvPair",
+    "ResidualPair",
+    "DilatedBlock",
+    "SFTUpBlock",
+    "MaskFusion",
+    "adain",
+    "dictionary_read",
+    "crop_resize",
+    "paste_resize",
+    "feature_window",
+]
+
+LRELU_SLOPE = 0.2
+
+
+def conv3x3(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3×3 convolution with bias and 'same' zero padding (``padding = dilation``)."""
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=True)
+
+
+def fold_spectral_norm(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Eval-time spectrally normalised weight ``W_orig / (u · (W_mat v))`` from stored ``u`` and ``v``.
+
+    ``W_mat`` is ``weight_orig`` reshaped to ``(out, -1)``. No power iteration and no renormalisation of
+    ``u``/``v``: this is exactly what PyTorch's ``spectral_norm`` computes in eval mode. Runs in the dtype
+    of ``weight_orig``.
+    """
+    mat = weight_orig.reshape(weight_orig.shape[0], -1)
+    if u.shape != (mat.shape[0],) or v.shape != (mat.shape[1],):
+        raise ValueError(
+            f"spectral-norm vectors do not fit weight {tuple(weight_orig.shape)}: "
+            f"u {tuple(u.shape)}, v {tuple(v.shape)}"
+        )
+    sigma = torch.dot(u.to(mat.dtype), torch.mv(mat, v.to(mat.dtype)))
+    return weight_orig / sigma
+
+
+class ConvPair(nn.Module):
+    """conv → LeakyReLU → conv; the first conv may be strided, each may be dilated."""
+
+    def __init__(self, cin: int, cout: int, *, stride: int = 1, dilations: tuple[int, int] = (1, 1)) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(cin, cout, stride=stride, dilation=dilations[0])
+        self.conv2 = conv3x3(cout, cout, dilation=dilations[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.leaky_relu(self.conv1(x), LRELU_SLOPE))
+
+
+class ResidualPair(ConvPair):
+    """``x + ConvPair(x)`` (channels preserved)."""
+
+    def __init__(self, dim: int, *, dilations: tuple[int, int] = (1, 1)) -> None:
+        super().__init__(dim, dim, dilations=dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)
+
+
+class DilatedBlock(nn.Module):
+    """Multi-dilation block: parallel ConvPairs with dilation d_i, concatenated, merged, plus input."""
+
+    def __init__(self, dim: int, *, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(ConvPair(dim, dim, dilations=(d, d)) for d in dilations)
+        self.merge = conv3x3(dim * len(dilations), dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.merge(torch.cat([b(x) for b in self.branches], dim=1))
+
+
+class SFTUpBlock(nn.Module):
+    """Decoder block: body, spatial feature transform from a guidance map, ×2 bilinear upsampling.
+
+    ``forward(x (B, cin, H, W), guide (B, cin, H, W)) -> (B, cout, 2H, 2W)``:
+    ``h = lrelu(body(x)); h = h * scale(guide) + shift(guide); out = up(upsample2(h))``.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = ConvPair(cin, cout)
+        self.scale = ConvPair(cin, cout)
+        self.shift = ConvPair(cin, cout)
+        self.up = ConvPair(cout, cout)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.body(x), LRELU_SLOPE)
+        h = h * self.scale(guide) + self.shift(guide)
+        h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.up(h)
+
+
+class MaskFusion(nn.Module):
+    """Predicts the blend mask M from the LQ component feature and the specific and generic reads.
+
+    Each input goes through its own ConvPair to ``dim // 3`` channels; the concatenation is mapped back to
+    ``dim`` channels. No sigmoid: the fused read is ``M * specific + (1 - M) * generic``.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        part = dim // 3
+        self.lq = ConvPair(dim, part)
+        self.specific = ConvPair(dim, part)
+        self.generic = ConvPair(dim, part)
+        self.merge = ConvPair(3 * part, dim)
+
+    def forward(self, lq: torch.Tensor, specific: torch.Tensor, generic: torch.Tensor) -> torch.Tensor:
+        cat = torch.cat([self.lq(lq), self.specific(specific), self.generic(generic)], dim=1)
+        return self.merge(cat)
+
+
+def _mean_std(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.flatten(2)
+    var = flat.var(dim=2, unbiased=True) + eps
+    return flat.mean(dim=2)[..., None, None], var.sqrt()[..., None, None]
+
+
+def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Give ``content`` the per-channel mean and std of ``style`` (unbiased variance + ``eps``)."""
+    c_mean, c_std = _mean_std(content, eps)
+    s_mean, s_std = _mean_std(style, eps)
+    return (content - c_mean) / c_std * s_std + s_mean
+
+
+def dictionary_read(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Soft dictionary read: ``softmax(<q, k_i> / sqrt(N)) @ values`` over the N items.
+
+    Args:
+        query: ``(B, Ck, H, W)``.
+        keys: ``(N, Ck, H, W)``.
+        values: ``(N, Cv, H, W)``.
+
+    Returns:
+        ``(B, Cv, H, W)``. The inner product runs over all of ``Ck·H·W`` (a matmul, nothing large is
+        materialised beyond the ``(B, N)`` scores).
+    """
+    n = keys.shape[0]
+    scores = query.reshape(query.shape[0], -1) @ keys.reshape(n, -1).T  # (B, N)
+    weights = torch.softmax(scores / math.sqrt(n), dim=1)
+    out = weights.to(values.dtype) @ values.reshape(n, -1)  # (B, Cv·H·W)
+    return out.reshape(query.shape[0], *values.shape[1:])
+
+
+def feature_window(
+    box: tuple[int, int, int, int], stride: int, height: int, width: int
+) -> tuple[slice, slice]:
+    """Rows/columns of a feature map at 1/``stride`` covered by an image box ``(x1, y1, x2, y2)``.
+
+    Coordinates are floor-divided by ``stride``; the window is ``[y1//s, y2//s) × [x1//s, x2//s)``.
+    Raises ``ValueError`` when the window is empty or leaves the map (a face too close to the border).
+    """
+    x1, y1, x2, y2 = (int(c) // stride for c in box)
+    if not (0 <= y1 < y2 <= height and 0 <= x1 < x2 <= width):
+        raise ValueError(
+            f"component box {tuple(int(c) for c in box)} gives window rows {y1}:{y2}, cols {x1}:{x2}, "
+            f"outside the {height}x{width} feature map at stride {stride} (landmarks at the image border?)"
+        )
+    return slice(y1, y2), slice(x1, x2)
+
+
+def crop_resize(feat: torch.Tensor, windows: list[tuple[slice, slice]], size: int) -> torch.Tensor:
+    """Crop one window per sample and resize it bilinearly (half-pixel centres) to ``size × size``.
+
+    ``feat (B, C, H, W)``, ``len(windows) == B`` → ``(B, C, size, size)``.
+    """
+    crops = [
+        F.interpolate(feat[i : i + 1, :, ys, xs], size=(size, size), mode="bilinear", align_corners=False)
+        for i, (ys, xs) in enumerate(windows)
+    ]
+    return torch.cat(crops, dim=0)
+
+
+def paste_resize(feat: torch.Tensor, parts: torch.Tensor, windows: list[tuple[slice, slice]]) -> None:
+    """Resize each ``parts[i]`` bilinearly to its window and write it into ``feat[i]`` in place."""
+    for i, (ys, xs) in enumerate(windows):
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        feat[i : i + 1, :, ys, xs] = F.interpolate(
+            parts[i : i + 1], size=(h, w), mode="bilinear", align_corners=False
+        )

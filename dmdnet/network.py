@@ -1,0 +1,290 @@
+"""DMDNet: blind face restoration with a generic and an identity-specific memory dictionary.
+
+Architecture of the official release (Li et al., TPAMI 2023), written as loops over the three facial
+components (left eye, right eye, mouth) and the three feature scales (maps of 256², 128², 64² for a
+512² input, with 64, 128, 256 channels):
+
+* two encoders (LQ input, HQ references) of three stages, each ``down (stride 2) → residual → conv →
+  residual`` with dilated residual blocks;
+* per component and scale: the LQ feature crop (bilinear resize to a fixed size) gives a query
+  (C/4 channels); the generic dictionary (128 key/value items) and, with references, the specific
+  dictionary (one item per reference) are read with ``softmax(<q, k> / sqrt(N))``; a mask net fuses the
+  two reads (``M·specific + (1−M)·generic``); AdaIN gives the read the crop's statistics; a confidence
+  residual ``A(read − f)·read + f`` is resized back into a copy of the encoder map;
+* decoder: multi-dilation block on the 64² LQ map, three SFT up-blocks guided by the pasted maps
+  (64², 128², 256²), head with two residual blocks and Tanh.
+
+Images are RGB ``(B, 3, 512, 512)`` float in ``[-1, 1]``; component boxes are ``(B, 4, 4)`` integer
+``x1, y1, x2, y2`` rows (left eye, right eye, nose, mouth; see :mod:`dmdnet.boxes`).
+Spectral normalisation is not part of this module: official checkpoints are folded into plain conv
+weights at load time (:mod:`dmdnet.official`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmdnet.blocks import (
+    LRELU_SLOPE,
+    ConvPair,
+    DilatedBlock,
+    MaskFusion,
+    ResidualPair,
+    SFTUpBlock,
+    adain,
+    conv3x3,
+    crop_resize,
+    dictionary_read,
+    feature_window,
+    paste_resize,
+)
+from dmdnet.boxes import COMPONENT_ROWS
+
+__all__ = ["COMPONENTS", "SCALES", "DMDNetConfig", "Encoder", "DMDNet", "Memory", "slot_name"]
+
+#: Components in paste order (a later paste overwrites an earlier one where windows overlap).
+COMPONENTS: tuple[str, ...] = ("le", "re", "mo")
+#: Feature-map sizes for a 512² input, from fine to coarse; stage ``i`` has stride ``2**(i+1)``.
+SCALES: tuple[int, ...] = (256, 128, 64)
+
+#: ``{"le_256": (keys (N, C/4, h, w), values (N, C, h, w)), ...}`` for every component and scale.
+Memory = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def slot_name(component: str, scale: int) -> str:
+    """Name of one dictionary slot, e.g. ``"le_256"``."""
+    return f"{component}_{scale}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DMDNetConfig:
+    """Hyper-parameters of the released DMDNet (the defaults reproduce the official model)."""
+
+    channels: int = 64  # stage-1 width; stages have channels × (1, 2, 4)
+    key_ratio: int = 4  # query/key channels = stage channels // key_ratio
+    items: int = 128  # generic dictionary items per component and scale
+    eye_sizes: tuple[int, int, int] = (40, 20, 10)  # crop size per scale (256, 128, 64)
+    mouth_sizes: tuple[int, int, int] = (55, 27, 13)
+    res_dilations: tuple[tuple[int, int], ...] = ((5, 3), (5, 3), (3, 1), (3, 1), (1, 1), (1, 1))
+    bottleneck_dilations: tuple[int, ...] = (4, 3, 2, 1)
+
+    def __post_init__(self) -> None:
+        if self.key_ratio < 1 or self.channels < 3 or self.channels % self.key_ratio:
+            raise ValueError(
+                f"channels must be >= 3 and a multiple of key_ratio, got {self.channels} / {self.key_ratio}"
+            )
+        if len(self.res_dilations) != 2 * len(SCALES):
+            raise ValueError(f"res_dilations needs {2 * len(SCALES)} pairs, got {len(self.res_dilations)}")
+
+    def stage_channels(self, stage: int) -> int:
+        return self.channels * 2**stage
+
+    def crop_size(self, component: str, stage: int) -> int:
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}; allowed: {COMPONENTS}")
+        return (self.mouth_sizes if component == "mo" else self.eye_sizes)[stage]
+
+
+class EncoderStage(nn.Module):
+    """``down (stride 2) → residual → conv → residual``: ``(B, cin, H, W) -> (B, cout, H/2, W/2)``."""
+
+    def __init__(self, cin: int, cout: int, *, dilations: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        super().__init__()
+        self.down = ConvPair(cin, cout, stride=2)
+        self.res_a = ResidualPair(cout, dilations=dilations[0])
+        self.conv = ConvPair(cout, cout)
+        self.res_b = ResidualPair(cout, dilations=dilations[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_b(self.conv(self.res_a(self.down(x))))
+
+
+class Encoder(nn.Module):
+    """Three-stage feature extractor plus per-slot query branches.
+
+    ``forward(image (B, 3, 512, 512)) -> [f256 (B, C, 256, 256), f128 (B, 2C, 128, 128),
+    f64 (B, 4C, 64, 64)]``. ``queries[slot]`` maps a component crop ``(B, Cs, h, w)`` to its query
+    ``(B, Cs/key_ratio, h, w)`` (the HQ encoder carries query branches too; the released model does not
+    use them at inference).
+    """
+
+    def __init__(self, *, config: DMDNetConfig) -> None:
+        super().__init__()
+        stages = []
+        cin = 3
+        for i in range(len(SCALES)):
+            cout = config.stage_channels(i)
+            dil = (config.res_dilations[2 * i], config.res_dilations[2 * i + 1])
+            stages.append(EncoderStage(cin, cout, dilations=dil))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.queries = nn.ModuleDict(
+            {
+                slot_name(comp, scale): ConvPair(c, c // config.key_ratio)
+                for i, scale in enumerate(SCALES)
+                for comp in COMPONENTS
+                for c in [config.stage_channels(i)]
+            }
+        )
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        x = image
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class Head(nn.Module):
+    """``conv → lrelu → 2 residual blocks → conv to RGB → tanh`` at full resolution."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv_in = conv3x3(dim, dim)
+        self.res = nn.ModuleList([ResidualPair(dim), ResidualPair(dim)])
+        self.conv_out = conv3x3(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv_in(x), LRELU_SLOPE)
+        for block in self.res:
+            x = block(x)
+        return torch.tanh(self.conv_out(x))
+
+
+class GenericMemory(nn.Module):
+    """The generic dictionary: buffers ``<slot>_key (N, C/4, h, w)`` and ``<slot>_value (N, C, h, w)``."""
+
+    def __init__(self, *, config: DMDNetConfig) -> None:
+        super().__init__()
+        for i, scale in enumerate(SCALES):
+            c = config.stage_channels(i)
+            for comp in COMPONENTS:
+                s = config.crop_size(comp, i)
+                name = slot_name(comp, scale)
+                self.register_buffer(f"{name}_key", torch.zeros(config.items, c // config.key_ratio, s, s))
+                self.register_buffer(f"{name}_value", torch.zeros(config.items, c, s, s))
+
+    def slot(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"{name}_key"), getattr(self, f"{name}_value")
+
+
+class DMDNet(nn.Module):
+    """The DMDNet restoration network (see the module docstring)."""
+
+    def __init__(self, *, config: DMDNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or DMDNetConfig()
+        self.config = cfg
+        self.lq_encoder = Encoder(config=cfg)
+        self.hq_encoder = Encoder(config=cfg)
+        slots = [
+            (slot_name(comp, scale), cfg.stage_channels(i))
+            for i, scale in enumerate(SCALES)
+            for comp in COMPONENTS
+        ]
+        self.keys = nn.ModuleDict({n: ConvPair(c, c // cfg.key_ratio) for n, c in slots})
+        self.values = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
+        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
+        self.fusion = nn.ModuleDict({n: MaskFusion(c) for n, c in slots})
+        self.memory = GenericMemory(config=cfg)
+        c64 = cfg.stage_channels(len(SCALES) - 1)
+        self.bottleneck = DilatedBlock(c64, dilations=cfg.bottleneck_dilations)
+        ups = []
+        for i in reversed(range(len(SCALES))):  # 64² → 128² → 256² → 512²
+            cin = cfg.stage_channels(i)
+            ups.append(SFTUpBlock(cin, cfg.stage_channels(max(i - 1, 0))))
+        self.up = nn.ModuleList(ups)
+        self.head = Head(cfg.channels)
+
+    # -- component windows -------------------------------------------------------------------------
+    @staticmethod
+    def _windows(
+        boxes: torch.Tensor, component: str, stride: int, h: int, w: int
+    ) -> list[tuple[slice, slice]]:
+        rows = boxes[:, COMPONENT_ROWS[component]].tolist()
+        return [feature_window(tuple(r), stride, h, w) for r in rows]
+
+    @staticmethod
+    def _check_boxes(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        boxes = torch.as_tensor(boxes)
+        if boxes.shape != (images.shape[0], 4, 4):
+            raise ValueError(f"boxes must have shape ({images.shape[0]}, 4, 4), got {tuple(boxes.shape)}")
+        return boxes.to(torch.int64).cpu()
+
+    # -- specific dictionary -----------------------------------------------------------------------
+    @torch.no_grad()
+    def build_specific_memory(
+        self, references: torch.Tensor, boxes: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of the specific dictionary from N references.
+
+        Args:
+            references: ``(N, 3, 512, 512)`` RGB in ``[-1, 1]``, aligned HQ faces of one identity.
+            boxes: ``(N, 4, 4)`` component boxes of the references.
+
+        Returns:
+            ``{slot: (keys (N, C/4, h, w), values (N, C, h, w))}`` for every component and scale.
+        """
+        boxes = self._check_boxes(references, boxes)
+        feats = self.hq_encoder(references)
+        memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for i, (scale, feat) in enumerate(zip(SCALES, feats, strict=True)):
+            stride = 2 ** (i + 1)
+            for comp in COMPONENTS:
+                name = slot_name(comp, scale)
+                wins = self._windows(boxes, comp, stride, feat.shape[-2], feat.shape[-1])
+                crop = crop_resize(feat, wins, self.config.crop_size(comp, i))
+                memory[name] = (self.keys[name](crop), self.values[name](crop))
+        return memory
+
+    # -- restoration -------------------------------------------------------------------------------
+    def enhance_component(
+        self,
+        name: str,
+        crop: torch.Tensor,
+        specific: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """Dictionary transform of one LQ component crop ``(B, C, h, w)`` → enhanced ``(B, C, h, w)``."""
+        query = self.lq_encoder.queries[name](crop)
+        read = dictionary_read(query, *self.memory.slot(name))
+        if specific is not None:
+            spec = dictionary_read(query, *specific)
+            mask = self.fusion[name](crop, spec, read)
+            read = mask * spec + (1 - mask) * read
+        read = adain(read, crop)
+        return self.confidence[name](read - crop) * read + crop
+
+    def forward(self, lq: torch.Tensor, boxes: torch.Tensor, specific: Memory | None = None) -> torch.Tensor:
+        """Restore ``lq (B, 3, 512, 512)`` in ``[-1, 1]`` → ``(B, 3, 512, 512)`` in ``[-1, 1]``.
+
+        ``specific=None`` gives the generic restoration; otherwise the specific dictionary (one shared
+        by the whole batch, e.g. from :meth:`build_specific_memory`) is fused with the generic one.
+        """
+        boxes = self._check_boxes(lq, boxes)
+        feats = self.lq_encoder(lq)
+        guides = []
+        for i, (scale, feat) in enumerate(zip(SCALES, feats, strict=True)):
+            stride = 2 ** (i + 1)
+            h, w = feat.shape[-2:]
+            wins = {c: self._windows(boxes, c, stride, h, w) for c in COMPONENTS}
+            # crop every component from the unmodified map before pasting anything
+            crops = {c: crop_resize(feat, wins[c], self.config.crop_size(c, i)) for c in COMPONENTS}
+            # the 64² map also feeds the bottleneck unmodified, so paste into a copy there
+            guide = feat.clone() if i == len(SCALES) - 1 else feat
+            for comp in COMPONENTS:
+                name = slot_name(comp, scale)
+                part = self.enhance_component(name, crops[comp], None if specific is None else specific[name])
+                paste_resize(guide, part, wins[comp])
+            guides.append(guide)
+            del crops
+        x = self.bottleneck(feats[-1])
+        del feats
+        for block, guide in zip(self.up, reversed(guides), strict=True):
+            x = block(x, guide)
+        return self.head(x)

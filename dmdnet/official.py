@@ -1,0 +1,214 @@
+"""Load the official DMDNet release checkpoint (``DMDNet.pth``) into :class:`dmdnet.network.DMDNet`.
+
+The official state dict has 1,014 entries: 18 generic-dictionary buffers ``{le,re,mo}_{256,128,64}_mem_
+{key,value}`` and 249 spectrally normalised convolutions stored as ``<layer>.weight_orig``,
+``<layer>.weight_u``, ``<layer>.weight_v`` and ``<layer>.bias``. Each official layer meets this module's
+layer through an explicit key map; the spectral norm is folded once into a plain conv weight
+(``W_orig / (u · (W_mat v))``, PyTorch's eval-mode rule), so inference runs plain convolutions.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from dmdnet.blocks import fold_spectral_norm
+from dmdnet.network import COMPONENTS, SCALES, DMDNet, DMDNetConfig, slot_name
+
+__all__ = [
+    "OFFICIAL_URL",
+    "CheckpointError",
+    "official_layer_map",
+    "official_buffer_map",
+    "official_shapes",
+    "load_official",
+    "convert_official_state_dict",
+]
+
+OFFICIAL_URL = "https://github.com/csxmli2016/DMDNet/releases/download/v1/DMDNet.pth"
+
+_SN_SUFFIXES = ("weight_orig", "weight_u", "weight_v", "bias")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not match the official DMDNet layout."""
+
+
+def _pair(official: str, mine: str) -> dict[str, str]:
+    """A ConvPair: official ``<x>.0`` / ``<x>.2`` → ``<mine>.conv1`` / ``<mine>.conv2``."""
+    return {f"{official}.0": f"{mine}.conv1", f"{official}.2": f"{mine}.conv2"}
+
+
+def official_layer_map() -> OrderedDict[str, str]:
+    """Official conv layer name (without suffix) → this module's ``nn.Conv2d`` path, in official order."""
+    m: OrderedDict[str, str] = OrderedDict()
+    for enc, mine in (("E_lq", "lq_encoder"), ("E_hq", "hq_encoder")):
+        for i in range(len(SCALES)):
+            st = f"{mine}.stages.{i}"
+            m.update(_pair(f"{enc}.conv{2 * i + 1}", f"{st}.down"))
+            m.update(_pair(f"{enc}.conv{2 * i + 2}", f"{st}.conv"))
+            m.update(_pair(f"{enc}.res{2 * i + 1}.Res", f"{st}.res_a"))
+            m.update(_pair(f"{enc}.res{2 * i + 2}.Res", f"{st}.res_b"))
+        for scale in SCALES:
+            for comp in COMPONENTS:
+                m.update(
+                    _pair(f"{enc}.{comp.upper()}_{scale}_Q.Query", f"{mine}.queries.{slot_name(comp, scale)}")
+                )
+    for scale in SCALES:
+        for comp in COMPONENTS:
+            name = slot_name(comp, scale)
+            m.update(_pair(f"{comp.upper()}_{scale}_KV.Key", f"keys.{name}"))
+            m.update(_pair(f"{comp.upper()}_{scale}_KV.Value", f"values.{name}"))
+    for scale in SCALES:
+        for comp in COMPONENTS:
+            m.update(_pair(f"{comp.upper()}_{scale}_Attention", f"confidence.{slot_name(comp, scale)}"))
+    for scale in SCALES:
+        for comp in COMPONENTS:
+            off, mine = f"{comp.upper()}_{scale}_Mask", f"fusion.{slot_name(comp, scale)}"
+            for o, n in (("conv1", "lq"), ("conv2", "specific"), ("conv3", "generic"), ("convCat", "merge")):
+                m.update(_pair(f"{off}.{o}", f"{mine}.{n}"))
+    for i in range(4):
+        m.update(_pair(f"MSDilate.conv{i + 1}", f"bottleneck.branches.{i}"))
+    m["MSDilate.convi"] = "bottleneck.merge"
+    for i in range(len(SCALES)):
+        up, mine = f"up{i + 1}", f"up.{i}"
+        m.update(_pair(f"{up}.conv1", f"{mine}.body"))
+        m[f"{up}.convup.1"] = f"{mine}.up.conv1"
+        m[f"{up}.convup.3"] = f"{mine}.up.conv2"
+        m.update(_pair(f"{up}.ScaleModel1", f"{mine}.scale"))
+        m.update(_pair(f"{up}.ShiftModel1", f"{mine}.shift"))
+    m["up4.0"] = "head.conv_in"
+    m.update(_pair("up4.2.Model", "head.res.0"))
+    m.update(_pair("up4.3.Model", "head.res.1"))
+    m["up4.4"] = "head.conv_out"
+    return m
+
+
+def official_buffer_map() -> OrderedDict[str, str]:
+    """Official generic-dictionary buffer name → this module's buffer name."""
+    m: OrderedDict[str, str] = OrderedDict()
+    for scale in SCALES:
+        for kind in ("key", "value"):
+            for comp in COMPONENTS:
+                m[f"{comp}_{scale}_mem_{kind}"] = f"memory.{slot_name(comp, scale)}_{kind}"
+    return m
+
+
+def official_shapes(config: DMDNetConfig | None = None) -> OrderedDict[str, tuple[int, ...]]:
+    """Every official key with the shape the network expects (buffers first, then layers)."""
+    with torch.device("meta"):
+        model = DMDNet(config=config)
+    own = dict(model.state_dict())
+    shapes: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+    for off, mine in official_buffer_map().items():
+        shapes[off] = tuple(own[mine].shape)
+    for off, mine in official_layer_map().items():
+        w = tuple(own[f"{mine}.weight"].shape)
+        shapes[f"{off}.bias"] = (w[0],)
+        shapes[f"{off}.weight_orig"] = w
+        shapes[f"{off}.weight_u"] = (w[0],)
+        shapes[f"{off}.weight_v"] = (w[1] * w[2] * w[3],)
+    return shapes
+
+
+def _check_layout(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: got {tuple(state[k].shape)}, expected {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    not_tensor = [k for k in state if not isinstance(state[k], torch.Tensor)]
+    if missing or unexpected or mismatched or not_tensor:
+
+        def _list(items: list[str]) -> str:
+            head = ", ".join(items[:10])
+            return head + (f", … ({len(items) - 10} more)" if len(items) > 10 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_list(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_list(unexpected)}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatch(es): {_list(mismatched)}")
+        if not_tensor:
+            parts.append(f"{len(not_tensor)} non-tensor value(s): {_list(not_tensor)}")
+        raise CheckpointError("not an official DMDNet state dict: " + "; ".join(parts))
+
+
+def convert_official_state_dict(
+    state: Mapping[str, torch.Tensor], *, config: DMDNetConfig | None = None
+) -> OrderedDict[str, torch.Tensor]:
+    """Check an official state dict strictly and convert it to this module's (folded) state dict.
+
+    Raises :class:`CheckpointError` listing missing, unexpected and wrongly shaped keys.
+    """
+    _check_layout(state, official_shapes(config))
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for off, mine in official_layer_map().items():
+        w = state[f"{off}.weight_orig"]
+        out[f"{mine}.weight"] = fold_spectral_norm(w, state[f"{off}.weight_u"], state[f"{off}.weight_v"])
+        out[f"{mine}.bias"] = state[f"{off}.bias"]
+    for off, mine in official_buffer_map().items():
+        out[mine] = state[off]
+    return out
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DMDNet weights not found: {path}. Download DMDNet.pth from {OFFICIAL_URL} "
+            f"and pass its path (e.g. put it at models/dmdnet/DMDNet.pth)."
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read DMDNet checkpoint {path}: {type(exc).__name__}: {exc}. "
+            f"The file may be truncated or not a PyTorch checkpoint; re-download it from {OFFICIAL_URL}."
+        ) from exc
+    if isinstance(obj, Mapping) and "params" in obj and isinstance(obj["params"], Mapping):
+        obj = obj["params"]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    return obj
+
+
+def load_official(
+    source: str | Path | Mapping[str, torch.Tensor],
+    *,
+    config: DMDNetConfig | None = None,
+    device: str | torch.device = "cpu",
+) -> DMDNet:
+    """Build :class:`DMDNet` from the official checkpoint layout (1,014 keys), in eval mode.
+
+    Args:
+        source: path to ``DMDNet.pth`` or an already loaded official state dict.
+        config: network hyper-parameters (default: the released model).
+        device: where the model lives.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names the download URL).
+        CheckpointError: unreadable file, or a state dict with missing / unexpected / mis-shaped keys.
+    """
+    if isinstance(source, (str, Path, io.IOBase)):
+        state = _read_checkpoint(Path(source))
+    else:
+        state = source
+    converted = convert_official_state_dict(state, config=config)
+    with torch.device("meta"):
+        model = DMDNet(config=config)
+    model.load_state_dict(
+        {k: v.to(device=device, dtype=torch.float32).contiguous() for k, v in converted.items()},
+        strict=True,
+        assign=True,
+    )
+    return model.eval().requires_grad_(False)
