@@ -1,0 +1,158 @@
+"""The identity-specific dictionary as a value object: build once per person, save, reuse.
+
+A :class:`SpecificDictionary` holds, for every component (left eye, right eye, mouth) and scale
+(256, 128, 64), the keys ``(N, C/4, h, w)`` and values ``(N, C, h, w)`` computed by the HQ encoder from
+N ≥ 1 aligned reference photos of one identity. Restoring many photos of that person reuses it; N = 0
+(no dictionary) means generic restoration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from celebref.atomic import atomic_path
+from dmdnet.network import COMPONENTS, SCALES, DMDNet, slot_name
+
+__all__ = ["FORMAT_VERSION", "SpecificDictionary"]
+
+FORMAT_VERSION = 1
+_SLOTS = tuple(slot_name(c, s) for s in SCALES for c in COMPONENTS)
+
+
+@dataclass(frozen=True)
+class SpecificDictionary:
+    """Keys/values per slot (``"le_256"`` … ``"mo_64"``) from ``num_references`` reference images.
+
+    Tensors are float32 on any device; all slots share the item count N = ``num_references``.
+    ``references`` optionally names the source images (in item order); ``identity`` the person.
+    """
+
+    keys: Mapping[str, torch.Tensor]
+    values: Mapping[str, torch.Tensor]
+    references: tuple[str, ...] = ()
+    identity: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for what, table in (("keys", self.keys), ("values", self.values)):
+            if set(table) != set(_SLOTS):
+                raise ValueError(f"{what} must have exactly the slots {_SLOTS}, got {sorted(table)}")
+        counts = {t.shape[0] for t in (*self.keys.values(), *self.values.values())}
+        if len(counts) != 1 or 0 in counts:
+            raise ValueError(f"every slot needs the same item count N >= 1, got {sorted(counts)}")
+        if self.references and len(self.references) != counts.pop():
+            raise ValueError("references must name one image per dictionary item")
+        object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "references", tuple(self.references))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    @property
+    def num_references(self) -> int:
+        return int(next(iter(self.keys.values())).shape[0])
+
+    def memory(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{slot: (keys, values)}`` as :meth:`DMDNet.forward` takes it."""
+        return {s: (self.keys[s], self.values[s]) for s in _SLOTS}
+
+    def to(self, device: str | torch.device) -> SpecificDictionary:
+        return SpecificDictionary(
+            keys={k: v.to(device) for k, v in self.keys.items()},
+            values={k: v.to(device) for k, v in self.values.items()},
+            references=self.references,
+            identity=self.identity,
+            metadata=self.metadata,
+        )
+
+    def merge(self, other: SpecificDictionary) -> SpecificDictionary:
+        """A dictionary with the items of both (e.g. after new reference photos arrive)."""
+        refs = self.references + other.references if self.references and other.references else ()
+        return SpecificDictionary(
+            keys={s: torch.cat([self.keys[s], other.keys[s].to(self.keys[s].device)]) for s in _SLOTS},
+            values={
+                s: torch.cat([self.values[s], other.values[s].to(self.values[s].device)]) for s in _SLOTS
+            },
+            references=refs,
+            identity=self.identity,
+            metadata=self.metadata,
+        )
+
+    @classmethod
+    @torch.inference_mode()
+    def build(
+        cls,
+        model: DMDNet,
+        references: torch.Tensor,
+        boxes: torch.Tensor,
+        *,
+        names: Sequence[str] = (),
+        identity: str | None = None,
+        chunk: int = 4,
+    ) -> SpecificDictionary:
+        """Run the HQ encoder and key/value branches over the references, ``chunk`` images at a time.
+
+        Args:
+            model: the network (eval mode).
+            references: ``(N, 3, 512, 512)`` RGB in ``[-1, 1]``, N ≥ 1.
+            boxes: ``(N, 4, 4)`` component boxes (:func:`dmdnet.boxes.component_boxes`).
+        """
+        if references.ndim != 4 or references.shape[0] < 1:
+            raise ValueError(
+                f"references must be (N >= 1, 3, H, W), got {tuple(references.shape)}; "
+                "with no references use generic restoration (no dictionary)"
+            )
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        boxes = torch.as_tensor(boxes)
+        parts: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        for start in range(0, references.shape[0], chunk):
+            parts.append(
+                model.build_specific_memory(references[start : start + chunk], boxes[start : start + chunk])
+            )
+        keys = {s: torch.cat([p[s][0] for p in parts]).float() for s in _SLOTS}
+        values = {s: torch.cat([p[s][1] for p in parts]).float() for s in _SLOTS}
+        return cls(keys=keys, values=values, references=tuple(names), identity=identity)
+
+    def save(self, path: str | Path) -> None:
+        """Write plain tensors and metadata with ``torch.save`` (atomically)."""
+        payload = {
+            "format": "dmdnet-specific-dictionary",
+            "version": FORMAT_VERSION,
+            "identity": self.identity,
+            "references": list(self.references),
+            "metadata": dict(self.metadata),
+            "keys": {k: v.detach().cpu().contiguous() for k, v in self.keys.items()},
+            "values": {k: v.detach().cpu().contiguous() for k, v in self.values.items()},
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> SpecificDictionary:
+        """Read a file written by :meth:`save` (``weights_only=True``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"specific dictionary not found: {path}")
+        try:
+            obj = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:  # torch raises several types for bad files
+            raise ValueError(f"cannot read specific dictionary {path}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(obj, dict) or obj.get("format") != "dmdnet-specific-dictionary":
+            raise ValueError(f"{path} is not a DMDNet specific dictionary")
+        if obj.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: unsupported dictionary version {obj.get('version')} (expected {FORMAT_VERSION})"
+            )
+        return cls(
+            keys=obj["keys"],
+            values=obj["values"],
+            references=tuple(obj.get("references") or ()),
+            identity=obj.get("identity"),
+            metadata=obj.get("metadata") or {},
+        )

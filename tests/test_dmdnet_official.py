@@ -1,0 +1,184 @@
+"""DMDNet against the official implementation's numerical fixture (weights from the fixture rule)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from celebref.images import read_image
+from dmdnet.boxes import component_boxes
+from dmdnet.dictionary import SpecificDictionary
+from dmdnet.fixture_weights import generate_fixture_state_dict, key_seed, load_manifest_shapes
+from dmdnet.inference import to_tensor
+from dmdnet.official import CheckpointError, load_official, official_shapes
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dmdnet_official"
+if not FIXTURE.is_dir():  # the repository may sit elsewhere; fall back to the shared location
+    FIXTURE = Path("/work/shared/fixtures/dmdnet_official")
+
+pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"DMDNet fixture not found at {FIXTURE}")
+
+# README §7 tolerances (float32 implementation)
+MAX_ABS, REL_L2, REL_L2_INTERMEDIATE = 1e-4, 1e-5, 1e-4
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads((FIXTURE / "weights_manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def state(manifest) -> dict[str, torch.Tensor]:
+    return generate_fixture_state_dict(load_manifest_shapes(FIXTURE / "weights_manifest.json"))
+
+
+@pytest.fixture(scope="module")
+def model(state):
+    torch.set_num_threads(2)
+    return load_official(state)
+
+
+@pytest.fixture(scope="module")
+def lq() -> tuple[torch.Tensor, torch.Tensor]:
+    image = to_tensor(read_image(FIXTURE / "lq.png"))
+    boxes = torch.from_numpy(component_boxes(np.loadtxt(FIXTURE / "lq_landmarks.txt")))[None]
+    return image, boxes
+
+
+@pytest.fixture(scope="module")
+def references() -> tuple[torch.Tensor, torch.Tensor]:
+    images = to_tensor(np.stack([read_image(FIXTURE / "refs" / f"ref_{k}.png") for k in range(3)]))
+    boxes = torch.from_numpy(
+        np.stack([component_boxes(np.loadtxt(FIXTURE / "refs" / f"ref_{k}_landmarks.txt")) for k in range(3)])
+    )
+    return images, boxes
+
+
+def test_fixture_weights_match_manifest(state, manifest):
+    entries = manifest["entries"]
+    assert list(state) == [e["key"] for e in entries]
+    for e in entries:
+        t = state[e["key"]]
+        assert list(t.shape) == e["shape"], e["key"]
+        assert key_seed(e["key"]) == e["crc32_seed"]
+        t64 = t.double()
+        assert t64.sum().item() == pytest.approx(e["sum"], rel=1e-6, abs=1e-6), e["key"]
+        assert (t64 * t64).sum().item() == pytest.approx(e["sum_sq"], rel=1e-6), e["key"]
+        np.testing.assert_allclose(t.flatten()[:4].numpy(), e["first"], rtol=1e-6, atol=1e-7)
+
+
+def test_boxes_match_official_rule():
+    cases = json.loads((FIXTURE / "box_tests.json").read_text())["cases"]
+    assert len(cases) == 13
+    for case in cases:
+        got = component_boxes(np.array(case["landmarks"]))
+        np.testing.assert_array_equal(got, np.array(case["boxes"]), err_msg=case["name"])
+    np.testing.assert_array_equal(
+        component_boxes(np.loadtxt(FIXTURE / "lq_landmarks.txt")), np.load(FIXTURE / "boxes_lq.npy")
+    )
+    refs = np.load(FIXTURE / "boxes_refs.npy")
+    for k in range(3):
+        got = component_boxes(np.loadtxt(FIXTURE / "refs" / f"ref_{k}_landmarks.txt"))
+        np.testing.assert_array_equal(got, refs[k])
+
+
+def _check_output(out: torch.Tensor, name: str) -> None:
+    ref = np.load(FIXTURE / f"{name}.npy")
+    got = out.numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= MAX_ABS, name
+    assert _rel(got, ref) <= REL_L2, name
+
+
+def test_generic_matches_official(model, lq):
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep_query(module, inputs, output) -> None:
+        captured["q"] = output.clone()
+
+    def keep_guide(module, args) -> None:
+        captured["guide"] = args[1].clone()
+
+    hooks = [
+        model.lq_encoder.queries["le_64"].register_forward_hook(keep_query),
+        model.up[0].register_forward_pre_hook(keep_guide),
+    ]
+    try:
+        with torch.inference_mode():
+            out = model(*lq)
+    finally:
+        for h in hooks:
+            h.remove()
+    _check_output(out, "out_generic")
+    inter = FIXTURE / "intermediates"
+    assert _rel(captured["q"].numpy(), np.load(inter / "lq_query_lefteye_s64.npy")) <= REL_L2_INTERMEDIATE
+    assert (
+        _rel(captured["guide"].numpy(), np.load(inter / "decoder_in_s64_generic.npy")) <= REL_L2_INTERMEDIATE
+    )
+
+
+def test_specific_matches_official_and_dictionary_round_trip(model, lq, references, tmp_path):
+    dictionary = SpecificDictionary.build(model, *references, names=("ref_0", "ref_1", "ref_2"))
+    assert dictionary.num_references == 3
+    key = np.load(FIXTURE / "intermediates" / "specific_dict_lefteye_s64_key.npy")
+    assert _rel(dictionary.keys["le_64"].numpy(), key) <= REL_L2_INTERMEDIATE
+
+    path = tmp_path / "person.dict.pt"
+    dictionary.save(path)
+    loaded = SpecificDictionary.load(path)
+    assert loaded.references == ("ref_0", "ref_1", "ref_2")
+    for slot in dictionary.keys:
+        assert torch.equal(loaded.keys[slot], dictionary.keys[slot])
+        assert torch.equal(loaded.values[slot], dictionary.values[slot])
+
+    with torch.inference_mode():
+        out = model(*lq, dictionary.memory())
+        out_loaded = model(*lq, loaded.memory())
+    _check_output(out, "out_specific")
+    assert torch.equal(out, out_loaded)
+    # the specific output really differs from the generic one (README §5: up to 0.062)
+    assert np.abs(out.numpy() - np.load(FIXTURE / "out_generic.npy")).max() > 0.01
+
+
+def test_load_official_rejects_bad_state_dicts(state):
+    missing = dict(state)
+    del missing["E_lq.conv1.0.weight_u"]
+    with pytest.raises(CheckpointError, match=r"missing key.*E_lq\.conv1\.0\.weight_u"):
+        load_official(missing)
+
+    extra = dict(state)
+    extra["E_lq.extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match=r"unexpected key.*E_lq\.extra\.weight"):
+        load_official(extra)
+
+    wrong = dict(state)
+    wrong["up4.4.weight_orig"] = torch.zeros(3, 64, 5, 5)
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*up4\.4\.weight_orig.*\(3, 64, 3, 3\)"):
+        load_official(wrong)
+
+
+def test_load_official_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"DMDNet\.pth.*releases/download/v1/DMDNet\.pth"):
+        load_official(tmp_path / "DMDNet.pth")
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"cannot read DMDNet checkpoint .*corrupt\.pth"):
+        load_official(corrupt)
+    notdict = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], notdict)
+    with pytest.raises(CheckpointError, match="expected a state dict"):
+        load_official(notdict)
+
+
+def test_official_shapes_cover_manifest(manifest):
+    shapes = official_shapes()
+    assert len(shapes) == manifest["n_keys"] == 1014
+    assert [(k, list(v)) for k, v in shapes.items()] == [(e["key"], e["shape"]) for e in manifest["entries"]]
