@@ -140,4 +140,5 @@ class EvaluateConfig(StageConfig):
             max_references=self.max_references,
             input_landmarks=self.input_landmarks,
             faces=self.faces,
+            batch_size=self.batch_size,
         )

@@ -19,10 +19,10 @@ the report states why a method has no numbers instead of running it with random 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import Field
@@ -123,6 +123,7 @@ class MethodOptions(StageConfig):
         input_landmarks: where DMDNet's component boxes of the input come from: ``detect`` (68 landmarks
             detected on the up-sampled input, ground truth when no face is found) or ``gt``.
         faces: the face analysis used to detect them.
+        batch_size: images per network call.
     """
 
     size: int = Field(default=512, ge=8)
@@ -133,6 +134,7 @@ class MethodOptions(StageConfig):
     max_references: int = Field(default=21, ge=1)
     input_landmarks: Literal["detect", "gt"] = "detect"
     faces: FaceAnalyzerConfig = FaceAnalyzerConfig()
+    batch_size: int = Field(default=4, ge=1)
 
 
 @dataclass(frozen=True)
@@ -219,23 +221,41 @@ class DMDNetBackend(Protocol):
         ...
 
 
-def load_dmdnet_backend(weights: Path, device: str) -> DMDNetBackend:
-    """The :class:`DMDNetBackend` of the ``dmdnet`` package, with the official checkpoint ``weights``.
+class _RestorerBackend:
+    """:class:`DMDNetBackend` over :class:`dmdnet.inference.Restorer`."""
+
+    def __init__(self, restorer: Any) -> None:
+        self.restorer = restorer
+
+    def restore_generic(self, images: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+        return self.restorer.restore(images, boxes)
+
+    def build_dictionary(self, references: torch.Tensor, boxes: np.ndarray) -> object:
+        return self.restorer.build_dictionary(references, boxes)
+
+    def restore_specific(self, images: torch.Tensor, boxes: np.ndarray, dictionary: object) -> torch.Tensor:
+        return self.restorer.restore(images, boxes, dictionary)
+
+
+def load_dmdnet_backend(
+    source: Path | Mapping[str, torch.Tensor], *, device: str = "cpu", batch_size: int = 4
+) -> DMDNetBackend:
+    """A :class:`DMDNetBackend` running :mod:`dmdnet` in fp32 with the official checkpoint.
+
+    Args:
+        source: path of ``DMDNet.pth``, or its state dict (official layout).
+        device: torch device.
+        batch_size: images per network call.
 
     Raises:
-        ImportError: the ``dmdnet`` package does not provide its checkpoint loader and inference API here.
+        FileNotFoundError: the file does not exist.
+        dmdnet.official.CheckpointError: an unreadable file or a state dict of another layout.
     """
-    try:
-        from dmdnet import inference, official
-    except ImportError as exc:
-        raise ImportError(
-            "DMDNet inference is not available in this installation "
-            f"(dmdnet.official / dmdnet.inference): {exc}"
-        ) from exc
-    raise ImportError(  # pragma: no cover - replaced once the dmdnet inference API is fixed
-        f"dmdnet.inference ({inference.__name__}) and dmdnet.official ({official.__name__}) are present but "
-        "the benchmark has no adapter for their API yet"
-    )
+    from dmdnet.inference import InferenceConfig, Restorer
+    from dmdnet.official import load_official
+
+    model = load_official(source, device="cpu")
+    return _RestorerBackend(Restorer(model, InferenceConfig(device=device, batch_size=batch_size)))
 
 
 def images_to_unit_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -279,7 +299,9 @@ class DMDNetMethod:
         self.weights = resolve_weights(
             DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
         )
-        self.backend = backend if backend is not None else load_dmdnet_backend(self.weights, options.device)
+        if backend is None:
+            backend = load_dmdnet_backend(self.weights, device=options.device, batch_size=options.batch_size)
+        self.backend = backend
         self._analyzer: FaceAnalyzer | None = None
         self._notes = {"landmarks_from_ground_truth": 0, "inputs_without_references": 0}
 

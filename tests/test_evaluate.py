@@ -449,3 +449,29 @@ def test_dmdnet_specific_uses_the_identitys_other_images_only(tiny, tmp_path: Pa
     method.restore([lonely], [read_image(lonely.lq_path)])
     assert fake.calls[-1][0] == "generic"
     assert method.take_notes() == {"landmarks_from_ground_truth": 0, "inputs_without_references": 1}
+
+
+def test_dmdnet_method_runs_the_real_network(tiny, tmp_path: Path) -> None:
+    """Full-size DMDNet with the fixture weight rule (not trained weights: this checks the plumbing only)."""
+    import torch
+
+    from benchmark.methods import load_dmdnet_backend, unit_tensor_to_images
+    from dmdnet.boxes import component_boxes
+    from dmdnet.fixture_weights import generate_fixture_state_dict
+    from dmdnet.official import official_shapes
+
+    torch.set_num_threads(2)
+    backend = load_dmdnet_backend(generate_fixture_state_dict(list(official_shapes().items())))
+    case = _case(tiny, "x4", 0)
+    lq = [read_image(case.lq_path)]
+    generic, _ = _dmdnet(tmp_path, use_references=False, input_landmarks="gt")
+    specific, _ = _dmdnet(tmp_path, use_references=True, input_landmarks="gt")
+    generic.backend = specific.backend = backend
+    (out_g,) = generic.restore([case], lq)
+    (out_s,) = specific.restore([case], lq)
+    assert out_g.shape == out_s.shape == (512, 512, 3) and out_g.dtype == np.uint8
+    # the same call made by hand: bicubic input in [-1, 1], boxes of the ground-truth landmarks
+    x = (torch.from_numpy(LQMethod().restore([case], lq)[0]).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    boxes = component_boxes(read_landmarks(case.gt.landmarks_path))[None]
+    np.testing.assert_array_equal(out_g, unit_tensor_to_images(backend.restore_generic(x, boxes))[0])
+    assert np.abs(out_s.astype(int) - out_g.astype(int)).max() > 0  # the reference changes the output
