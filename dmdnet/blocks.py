@@ -14,6 +14,7 @@ from torch import nn
 __all__ = [
     "LRELU_SLOPE",
     "conv3x3",
+    "conv_op",
     "fold_spectral_norm",
     "ConvPair",
     "ResidualPair",
@@ -30,17 +31,77 @@ __all__ = [
 LRELU_SLOPE = 0.2
 
 
+def _fused_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
+
+
+_FUSED = _fused_available()
+
+
+def _use_fused(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """oneDNN conv+pointwise fusion: CPU fp32 inference only (bit-identical to conv then op)."""
+    return (
+        _FUSED
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and conv.weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def conv_op(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    *,
+    lrelu: bool = False,
+    add: torch.Tensor | None = None,
+    add_inplace: bool = False,
+) -> torch.Tensor:
+    """``conv(x)`` then ``+ add`` (a residual) or LeakyReLU(0.2); one fused oneDNN call when possible.
+
+    ``add_inplace=True`` lets the fused path write the sum into ``add`` (saves one feature map of memory;
+    only for an ``add`` tensor nobody else reads afterwards).
+    """
+    if lrelu and add is not None:
+        raise ValueError("conv_op fuses either lrelu or add, not both")
+    if _use_fused(x, conv):
+        args = (conv.padding, conv.stride, conv.dilation, conv.groups)
+        if add is not None and add_inplace and add.is_contiguous(memory_format=torch.channels_last):
+            return torch.ops.mkldnn._convolution_pointwise_.binary(
+                add, x, conv.weight, conv.bias, *args, "add", None, None, [], ""
+            )
+        if add is not None:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, add, conv.weight, conv.bias, *args, "add", None, None, [], ""
+            )
+        if lrelu:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, conv.weight, conv.bias, *args, "leaky_relu", [LRELU_SLOPE], ""
+            )
+    y = conv(x)
+    if add is not None:
+        return y + add
+    return F.leaky_relu(y, LRELU_SLOPE) if lrelu else y
+
+
 def conv3x3(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
     """3×3 convolution with bias and 'same' zero padding (``padding = dilation``)."""
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=True)
 
 
-def fold_spectral_norm(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def fold_spectral_norm(
+    weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, inplace: bool = False
+) -> torch.Tensor:
     """Eval-time spectrally normalised weight ``W_orig / (u · (W_mat v))`` from stored ``u`` and ``v``.
 
     ``W_mat`` is ``weight_orig`` reshaped to ``(out, -1)``. No power iteration and no renormalisation of
     ``u``/``v``: this is exactly what PyTorch's ``spectral_norm`` computes in eval mode. Runs in the dtype
-    of ``weight_orig``.
+    of ``weight_orig``; ``inplace=True`` overwrites ``weight_orig`` (saves a copy of every weight at load).
     """
     mat = weight_orig.reshape(weight_orig.shape[0], -1)
     if u.shape != (mat.shape[0],) or v.shape != (mat.shape[1],):
@@ -49,7 +110,7 @@ def fold_spectral_norm(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tens
             f"u {tuple(u.shape)}, v {tuple(v.shape)}"
         )
     sigma = torch.dot(u.to(mat.dtype), torch.mv(mat, v.to(mat.dtype)))
-    return weight_orig / sigma
+    return weight_orig.div_(sigma) if inplace else weight_orig / sigma
 
 
 class ConvPair(nn.Module):
@@ -60,8 +121,17 @@ class ConvPair(nn.Module):
         self.conv1 = conv3x3(cin, cout, stride=stride, dilation=dilations[0])
         self.conv2 = conv3x3(cout, cout, dilation=dilations[1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.leaky_relu(self.conv1(x), LRELU_SLOPE))
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        lrelu: bool = False,
+        add: torch.Tensor | None = None,
+        add_inplace: bool = False,
+    ) -> torch.Tensor:
+        """``conv2(lrelu(conv1(x)))``, optionally followed by LeakyReLU or ``+ add`` (fused when possible)."""
+        mid = conv_op(self.conv1, x, lrelu=True)
+        return conv_op(self.conv2, mid, lrelu=lrelu, add=add, add_inplace=add_inplace)
 
 
 class ResidualPair(ConvPair):
@@ -70,8 +140,9 @@ class ResidualPair(ConvPair):
     def __init__(self, dim: int, *, dilations: tuple[int, int] = (1, 1)) -> None:
         super().__init__(dim, dim, dilations=dilations)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + super().forward(x)
+    def forward(self, x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+        """``x + pair(x)``; ``inplace=True`` may reuse ``x``'s memory for the result (inference only)."""
+        return super().forward(x, add=x, add_inplace=inplace)
 
 
 class DilatedBlock(nn.Module):
@@ -83,7 +154,7 @@ class DilatedBlock(nn.Module):
         self.merge = conv3x3(dim * len(dilations), dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.merge(torch.cat([b(x) for b in self.branches], dim=1))
+        return conv_op(self.merge, torch.cat([b(x) for b in self.branches], dim=1), add=x)
 
 
 class SFTUpBlock(nn.Module):
@@ -100,11 +171,23 @@ class SFTUpBlock(nn.Module):
         self.shift = ConvPair(cin, cout)
         self.up = ConvPair(cout, cout)
 
+    def modulate(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """``lrelu(body(x)) * scale(guide) + shift(guide)`` at the input resolution."""
+        h = self.body(x, lrelu=True)
+        if torch.is_grad_enabled():
+            return h * self.scale(guide) + self.shift(guide)
+        return h.mul_(self.scale(guide)).add_(self.shift(guide))  # same arithmetic, no temporaries
+
+    def upsample(self, h: torch.Tensor) -> torch.Tensor:
+        """×2 bilinear upsampling (half-pixel centres) followed by the ``up`` ConvPair."""
+        # the upsampled map only feeds up.conv1: let it die right after (memory at 512²)
+        h = conv_op(
+            self.up.conv1, F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False), lrelu=True
+        )
+        return conv_op(self.up.conv2, h)
+
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.body(x), LRELU_SLOPE)
-        h = h * self.scale(guide) + self.shift(guide)
-        h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.up(h)
+        return self.upsample(self.modulate(x, guide))
 
 
 class MaskFusion(nn.Module):

@@ -72,7 +72,11 @@ class Restorer:
             torch.backends.cudnn.allow_tf32 = False
         model = model.to(self.device).eval().requires_grad_(False)
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            # conv weights only: dictionary items are read as flat (N, C·h·w) matrices in NCHW order,
+            # and converting the 110 M-value generic dictionary would double its memory
+            for module in model.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
         self.model = model
 
     def _prepare(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -26,11 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dmdnet.blocks import (
-    LRELU_SLOPE,
     ConvPair,
     DilatedBlock,
     MaskFusion,
@@ -38,6 +36,7 @@ from dmdnet.blocks import (
     SFTUpBlock,
     adain,
     conv3x3,
+    conv_op,
     crop_resize,
     dictionary_read,
     feature_window,
@@ -101,7 +100,8 @@ class EncoderStage(nn.Module):
         self.res_b = ResidualPair(cout, dilations=dilations[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_b(self.conv(self.res_a(self.down(x))))
+        inplace = not torch.is_grad_enabled()  # every residual input here is a fresh temporary
+        return self.res_b(self.conv(self.res_a(self.down(x), inplace=inplace)), inplace=inplace)
 
 
 class Encoder(nn.Module):
@@ -151,9 +151,9 @@ class Head(nn.Module):
         self.conv_out = conv3x3(dim, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu(self.conv_in(x), LRELU_SLOPE)
+        x = conv_op(self.conv_in, x, lrelu=True)
         for block in self.res:
-            x = block(x)
+            x = block(x, inplace=not torch.is_grad_enabled())
         return torch.tanh(self.conv_out(x))
 
 
@@ -201,6 +201,8 @@ class DMDNet(nn.Module):
             ups.append(SFTUpBlock(cin, cfg.stage_channels(max(i - 1, 0))))
         self.up = nn.ModuleList(ups)
         self.head = Head(cfg.channels)
+        #: Inference computes the 512² tail in bands of this many rows (memory); ``None``: one pass.
+        self.tail_band_rows: int | None = 128
 
     # -- component windows -------------------------------------------------------------------------
     @staticmethod
@@ -283,8 +285,45 @@ class DMDNet(nn.Module):
                 paste_resize(guide, part, wins[comp])
             guides.append(guide)
             del crops
-        x = self.bottleneck(feats[-1])
-        del feats
-        for block, guide in zip(self.up, reversed(guides), strict=True):
-            x = block(x, guide)
-        return self.head(x)
+        x = self._decode(feats, guides)
+        if self.tail_band_rows is None or torch.is_grad_enabled():
+            return self.head(self.up[-1].upsample(x))
+        return self._banded_tail(x, self.tail_band_rows)
+
+    def _decode(self, feats: list[torch.Tensor], guides: list[torch.Tensor]) -> torch.Tensor:
+        """Bottleneck, SFT up-blocks and the last block's modulation (at 256²).
+
+        Consumes the lists so that maps are freed as soon as they have been used.
+        """
+        x = self.bottleneck(feats.pop())
+        feats.clear()
+        for block in self.up[:-1]:
+            x = block(x, guides.pop())
+        return self.up[-1].modulate(x, guides.pop())
+
+    #: Number of 3×3 convolutions after the last upsampling (up.conv1/2, head: 1 + 2×2 + 1).
+    _TAIL_CONVS = 8
+
+    def _banded_tail(self, h: torch.Tensor, rows: int) -> torch.Tensor:
+        """The full-resolution tail (upsample → up ConvPair → head) in horizontal bands.
+
+        Each band of ``rows`` output rows is computed from a slab with a halo of ``_TAIL_CONVS`` rows
+        (one per 3×3 conv) plus one input row for the bilinear kernel, so every output row sees exactly
+        the inputs it sees in one full pass; only the halo rows are computed twice. This caps the
+        memory of the 512² maps at about ``(rows + 2·halo) / 512`` of a full pass.
+        ``h``: ``(B, C, H, W)`` after the last modulation → ``(B, 3, 2H, 2W)``.
+        """
+        out_h = 2 * h.shape[-2]
+        if rows >= out_h:
+            return self.head(self.up[-1].upsample(h))
+        halo = self._TAIL_CONVS
+        bands = []
+        for top in range(0, out_h, rows):
+            bottom = min(top + rows, out_h)
+            lo, hi = max(top - halo, 0), min(bottom + halo, out_h)  # needed rows of the upsampled map
+            src_lo, src_hi = max(lo // 2 - 1, 0), min((hi + 1) // 2 + 1, h.shape[-2])  # input rows
+            y = self.up[-1].upsample(h[:, :, src_lo:src_hi])  # rows 2·src_lo … 2·src_hi
+            y = y[:, :, lo - 2 * src_lo : hi - 2 * src_lo]
+            y = self.head(y)
+            bands.append(y[:, :, top - lo : bottom - lo])
+        return torch.cat(bands, dim=2)

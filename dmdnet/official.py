@@ -9,7 +9,6 @@ layer through an explicit key map; the spectral norm is folded once into a plain
 
 from __future__ import annotations
 
-import io
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -145,17 +144,20 @@ def _check_layout(state: Mapping[str, torch.Tensor], expected: Mapping[str, tupl
 
 
 def convert_official_state_dict(
-    state: Mapping[str, torch.Tensor], *, config: DMDNetConfig | None = None
+    state: Mapping[str, torch.Tensor], *, config: DMDNetConfig | None = None, inplace: bool = False
 ) -> OrderedDict[str, torch.Tensor]:
     """Check an official state dict strictly and convert it to this module's (folded) state dict.
 
-    Raises :class:`CheckpointError` listing missing, unexpected and wrongly shaped keys.
+    ``inplace=True`` folds the spectral norm into the ``weight_orig`` tensors themselves (only for a
+    state dict nobody else holds). Raises :class:`CheckpointError` listing missing, unexpected and wrongly
+    shaped keys.
     """
     _check_layout(state, official_shapes(config))
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for off, mine in official_layer_map().items():
         w = state[f"{off}.weight_orig"]
-        out[f"{mine}.weight"] = fold_spectral_norm(w, state[f"{off}.weight_u"], state[f"{off}.weight_v"])
+        u, v = state[f"{off}.weight_u"], state[f"{off}.weight_v"]
+        out[f"{mine}.weight"] = fold_spectral_norm(w.float(), u.float(), v.float(), inplace=inplace)
         out[f"{mine}.bias"] = state[f"{off}.bias"]
     for off, mine in official_buffer_map().items():
         out[mine] = state[off]
@@ -169,7 +171,7 @@ def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
             f"and pass its path (e.g. put it at models/dmdnet/DMDNet.pth)."
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read DMDNet checkpoint {path}: {type(exc).__name__}: {exc}. "
@@ -199,11 +201,10 @@ def load_official(
         FileNotFoundError: the file does not exist (the message names the download URL).
         CheckpointError: unreadable file, or a state dict with missing / unexpected / mis-shaped keys.
     """
-    if isinstance(source, (str, Path, io.IOBase)):
-        state = _read_checkpoint(Path(source))
-    else:
-        state = source
-    converted = convert_official_state_dict(state, config=config)
+    own = isinstance(source, (str, Path))
+    state = _read_checkpoint(Path(source)) if own else source
+    converted = convert_official_state_dict(state, config=config, inplace=own)
+    del state
     with torch.device("meta"):
         model = DMDNet(config=config)
     model.load_state_dict(

@@ -1,0 +1,201 @@
+"""DMDNet inference speed and memory at 512×512.
+
+Prints, per batch size, the median over ``--runs`` timed runs (after one warm-up) of
+(a) generic restoration, (b) building a specific dictionary from ``--refs`` references and
+(c) specific restoration with that dictionary cached, each measured in a fresh process together with
+the process's peak memory (RSS high-water mark; on CUDA also the peak allocated GPU memory). With
+``--precision bf16`` it also prints the PSNR of the bf16 generic output against the fp32 one on the
+fixture's LQ input. The weights follow the numerical fixture's deterministic rule (timing does not depend
+on the values) unless ``--weights`` names a real ``DMDNet.pth``.
+
+    python benchmark/bench_dmdnet.py                        # CPU, fp32, batch 1, 2 threads
+    python benchmark/bench_dmdnet.py --precision bf16
+    python benchmark/bench_dmdnet.py --device cuda --batch 1 8 --precision fp32   # TF32 disabled
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from celebref.images import read_image  # noqa: E402
+from dmdnet.boxes import component_boxes  # noqa: E402
+from dmdnet.fixture_weights import generate_fixture_state_dict  # noqa: E402
+from dmdnet.inference import InferenceConfig, Restorer, to_tensor  # noqa: E402
+from dmdnet.official import load_official, official_shapes  # noqa: E402
+
+FIXTURE = REPO.parent / "shared" / "fixtures" / "dmdnet_official"
+TASKS = ("generic", "dictionary", "cached")
+
+
+def _inputs(
+    fixture: Path, batch: int, refs: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LQ batch + boxes and reference batch + boxes (fixture images repeated; random faces if absent)."""
+    if (fixture / "lq.png").is_file():
+        lq = to_tensor(read_image(fixture / "lq.png"))
+        lq_boxes = torch.from_numpy(component_boxes(np.loadtxt(fixture / "lq_landmarks.txt")))[None]
+        ref_imgs, ref_boxes = [], []
+        for k in range(refs):
+            j = k % 3
+            ref_imgs.append(read_image(fixture / "refs" / f"ref_{j}.png"))
+            ref_boxes.append(component_boxes(np.loadtxt(fixture / "refs" / f"ref_{j}_landmarks.txt")))
+        ref_t, ref_b = to_tensor(np.stack(ref_imgs)), torch.from_numpy(np.stack(ref_boxes))
+    else:
+        g = torch.Generator().manual_seed(0)
+        lq = torch.rand(1, 3, 512, 512, generator=g) * 2 - 1
+        lq_boxes = torch.tensor(
+            [[[155, 194, 231, 269], [279, 192, 355, 267], [210, 249, 301, 339], [174, 302, 337, 465]]]
+        )
+        ref_t = torch.rand(refs, 3, 512, 512, generator=g) * 2 - 1
+        ref_b = lq_boxes.repeat(refs, 1, 1)
+    return lq.repeat(batch, 1, 1, 1), lq_boxes.repeat(batch, 1, 1), ref_t, ref_b
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One measurement in this (fresh) process; returns a JSON-able dict."""
+    torch.set_num_threads(args.threads)
+    model = load_official(args.weights)
+    restorer = Restorer(
+        model, InferenceConfig(device=args.device, precision=args.precision, batch_size=args.worker_batch)
+    )
+    lq, lq_boxes, refs, ref_boxes = _inputs(args.fixture, args.worker_batch, args.refs)
+    dictionary = None
+    if args.worker in ("cached", "psnr"):
+        dictionary = restorer.build_dictionary(refs, ref_boxes)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def step() -> None:
+        if args.worker == "dictionary":
+            restorer.build_dictionary(refs, ref_boxes)
+        elif args.worker == "cached":
+            restorer.restore(lq, lq_boxes, dictionary)
+        else:
+            restorer.restore(lq, lq_boxes)
+
+    result: dict = {"task": args.worker, "batch": args.worker_batch}
+    if args.worker == "psnr":
+        out = restorer.restore(lq[:1], lq_boxes[:1])
+        ref = Restorer(model, InferenceConfig(device=args.device, precision="fp32")).restore(
+            lq[:1], lq_boxes[:1]
+        )
+        mse = float((((out - ref) / 2) ** 2).mean())  # images mapped from [-1, 1] to [0, 1]
+        result["psnr_db"] = float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+        return result
+    step()  # warm-up
+    _sync(args.device)
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        step()
+        _sync(args.device)
+        times.append(time.perf_counter() - t0)
+    result["median_s"] = float(np.median(times))
+    result["times_s"] = [round(t, 4) for t in times]
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device.startswith("cuda"):
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def _spawn(args: argparse.Namespace, task: str, batch: int, weights: Path) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        task,
+        "--worker-batch",
+        str(batch),
+        "--weights",
+        str(weights),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--threads",
+        str(args.threads),
+        "--runs",
+        str(args.runs),
+        "--refs",
+        str(args.refs),
+        "--fixture",
+        str(args.fixture),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{task} (batch {batch}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes, e.g. --batch 1 8")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement (median reported)")
+    parser.add_argument("--refs", type=int, default=8, help="references in the specific dictionary")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="official DMDNet.pth (default: fixture rule)"
+    )
+    parser.add_argument("--fixture", type=Path, default=FIXTURE, help="fixture folder with lq.png and refs/")
+    parser.add_argument("--worker", default=None, choices=(*TASKS, "psnr"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker-batch", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    print(
+        f"torch {torch.__version__}, device {args.device}, precision {args.precision}, threads {args.threads}"
+    )
+    if hasattr(os, "getloadavg"):
+        print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights
+        if weights is None:
+            weights = Path(tmp) / "DMDNet_fixture_rule.pth"
+            torch.save(generate_fixture_state_dict(official_shapes()), weights)
+        for batch in args.batch:
+            for task in args.tasks:
+                r = _spawn(args, task, batch, weights)
+                per = r["median_s"] / (args.refs if task == "dictionary" else batch) * 1000
+                unit = "ms/reference" if task == "dictionary" else "ms/image"
+                extra = f", peak GPU {r['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in r else ""
+                what = f"{task} ({args.refs} refs)" if task == "dictionary" else task
+                print(
+                    f"batch {batch:2d}  {what:18s} median {r['median_s']:.3f} s  ({per:.1f} {unit})  "
+                    f"peak RSS {r['peak_rss_mb']:.0f} MB{extra}  runs {r['times_s']}"
+                )
+        if args.precision == "bf16":
+            r = _spawn(args, "psnr", 1, weights)
+            print(f"bf16 generic vs fp32 on the fixture LQ: PSNR {r['psnr_db']:.2f} dB")
+    if hasattr(os, "getloadavg"):
+        print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
