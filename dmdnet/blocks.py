@@ -236,9 +236,13 @@ def dictionary_read(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
         materialised beyond the ``(B, N)`` scores).
     """
     n = keys.shape[0]
-    scores = query.reshape(query.shape[0], -1) @ keys.reshape(n, -1).T  # (B, N)
-    weights = torch.softmax(scores / math.sqrt(n), dim=1)
-    out = weights.to(values.dtype) @ values.reshape(n, -1)  # (B, Cv·H·W)
+    # in the dictionary's own precision, also under autocast: casting 110 M generic items to bf16 on every
+    # call costs more than the read itself, and the softmax is sensitive
+    with torch.autocast(query.device.type, enabled=False):
+        q = query.reshape(query.shape[0], -1).to(keys.dtype)
+        scores = q @ keys.reshape(n, -1).T  # (B, N)
+        weights = torch.softmax(scores / math.sqrt(n), dim=1)
+        out = weights.to(values.dtype) @ values.reshape(n, -1)  # (B, Cv·H·W)
     return out.reshape(query.shape[0], *values.shape[1:])
 
 

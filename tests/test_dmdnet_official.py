@@ -13,7 +13,7 @@ from celebref.images import read_image
 from dmdnet.boxes import component_boxes
 from dmdnet.dictionary import SpecificDictionary
 from dmdnet.fixture_weights import generate_fixture_state_dict, key_seed, load_manifest_shapes
-from dmdnet.inference import to_tensor
+from dmdnet.inference import InferenceConfig, Restorer, to_tensor
 from dmdnet.official import CheckpointError, load_official, official_shapes
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dmdnet_official"
@@ -146,6 +146,12 @@ def test_specific_matches_official_and_dictionary_round_trip(model, lq, referenc
     assert torch.equal(out, out_loaded)
     # the specific output really differs from the generic one (README §5: up to 0.062)
     assert np.abs(out.numpy() - np.load(FIXTURE / "out_generic.npy")).max() > 0.01
+
+
+def test_restorer_fast_path_matches_official(model, lq):
+    # channels-last, fused oneDNN conv+activation/residual, banded 512² tail: still the official numbers
+    restorer = Restorer(model, InferenceConfig(channels_last=True))
+    _check_output(restorer.restore(*lq), "out_generic")
 
 
 def test_load_official_rejects_bad_state_dicts(state):

@@ -1,0 +1,87 @@
+"""End-to-end test of ``python -m dmdnet.restore`` with fixture-rule weights saved to a checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from celebref.images import read_image, write_png
+from dmdnet.dictionary import SpecificDictionary
+from dmdnet.fixture_weights import generate_fixture_state_dict
+from dmdnet.official import official_shapes
+from dmdnet.restore import main
+
+FIXTURE = Path("/work/shared/fixtures/dmdnet_official")
+for candidate in (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dmdnet_official", FIXTURE):
+    if candidate.is_dir():
+        FIXTURE = candidate
+        break
+
+pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"DMDNet fixture not found at {FIXTURE}")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "DMDNet.pth"
+    torch.save(generate_fixture_state_dict(official_shapes()), path)
+    return path
+
+
+def test_cli_restores_specific_and_reports_bad_inputs(weights, tmp_path, capsys):
+    torch.set_num_threads(2)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_png(inputs / "a_lq.png", read_image(FIXTURE / "lq.png"))
+    hq = read_image(FIXTURE / "hq.png")
+    photo = np.full((640, 700, 3), 128, np.uint8)
+    photo[80:592, 150:662] = hq  # an unaligned photo: detect, align, restore, paste back
+    write_png(inputs / "b_photo.png", photo)
+    write_png(inputs / "c_blank.png", np.full((300, 300, 3), 90, np.uint8))
+    (inputs / "d_broken.png").write_bytes(b"not an image")
+    out, dict_path = tmp_path / "out", tmp_path / "person.dict.pt"
+
+    rc = main(
+        [
+            "--input", str(inputs), "--references", str(FIXTURE / "refs"),
+            "--save-dictionary", str(dict_path), "--output", str(out), "--weights", str(weights),
+            "--batch", "2", "--check",
+        ]
+    )  # fmt: skip
+    summary = capsys.readouterr()
+    assert rc == 1  # two inputs failed, the others were restored
+    assert "restored 2, failed 2" in summary.out
+    assert "no face" in summary.err and "unreadable" in summary.err
+
+    # dlib finds the fixture's landmarks again, so the aligned LQ gives the official specific output
+    restored = read_image(out / "a_lq.png").astype(np.int16)
+    reference = np.load(FIXTURE / "out_specific.npy")[0].transpose(1, 2, 0)
+    expected = np.round(np.clip((reference + 1) / 2, 0, 1) * 255).astype(np.int16)
+    assert np.abs(restored - expected).max() <= 1
+    assert (out / "a_lq_check.png").is_file()
+
+    pasted = read_image(out / "b_photo.png")
+    assert pasted.shape == photo.shape
+    assert np.array_equal(pasted[:40], photo[:40])  # outside the face crop the photo is unchanged
+    assert np.abs(pasted[200:500, 250:550].astype(int) - photo[200:500, 250:550]).mean() > 5
+
+    saved = SpecificDictionary.load(dict_path)
+    assert saved.num_references == 3
+    assert saved.references == ("ref_0.png", "ref_1.png", "ref_2.png")
+
+
+def test_cli_missing_and_corrupt_checkpoint(tmp_path, capsys):
+    image = tmp_path / "lq.png"
+    write_png(image, read_image(FIXTURE / "lq.png"))
+    rc = main(
+        ["--input", str(image), "--output", str(tmp_path / "o"), "--weights", str(tmp_path / "DMDNet.pth")]
+    )
+    assert rc == 2
+    assert "releases/download/v1/DMDNet.pth" in capsys.readouterr().err
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x80\x02garbage")
+    rc = main(["--input", str(image), "--output", str(tmp_path / "o"), "--weights", str(bad)])
+    assert rc == 2
+    assert "cannot read DMDNet checkpoint" in capsys.readouterr().err
