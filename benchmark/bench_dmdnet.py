@@ -6,7 +6,8 @@ Prints, per batch size, the median over ``--runs`` timed runs (after one warm-up
 the process's peak memory (RSS high-water mark; on CUDA also the peak allocated GPU memory). With
 ``--precision bf16`` it also prints the PSNR of the bf16 generic output against the fp32 one on the
 fixture's LQ input. The weights follow the numerical fixture's deterministic rule (timing does not depend
-on the values) unless ``--weights`` names a real ``DMDNet.pth``.
+on the values) unless ``--weights`` names a real ``DMDNet.pth``. Peak RSS includes what ``import torch``
+itself maps (about 0.67 GB with the CUDA build of torch on this machine).
 
     python benchmark/bench_dmdnet.py                        # CPU, fp32, batch 1, 2 threads
     python benchmark/bench_dmdnet.py --precision bf16

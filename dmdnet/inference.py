@@ -56,7 +56,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 class Restorer:
-    """Runs a loaded :class:`DMDNet` with one precision / device / memory-format choice."""
+    """Runs a loaded :class:`DMDNet` with one precision / device / memory-format choice.
+
+    The model is moved to the device and its conv weights are converted to channels-last in place.
+    """
 
     def __init__(self, model: DMDNet, config: InferenceConfig | None = None) -> None:
         cfg = config or InferenceConfig()
