@@ -18,8 +18,9 @@ from curate.build import REJECTION_REASONS
 from curate.build import run as curate_run
 from curate.config import CurateConfig
 from curate.dataset import CelebRefHQ
+from tests.paths import DEMO_FACES
 
-DEMO = Path(__file__).parent / "data" / "demo_faces"
+DEMO = DEMO_FACES
 IDENTITY_REASONS = {"identity_outlier", "several_faces"}
 
 

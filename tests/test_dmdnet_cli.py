@@ -13,14 +13,9 @@ from dmdnet.dictionary import SpecificDictionary
 from dmdnet.fixture_weights import generate_fixture_state_dict
 from dmdnet.official import official_shapes
 from dmdnet.restore import main
+from tests.paths import DMDNET_FIXTURE
 
-FIXTURE = Path("/work/shared/fixtures/dmdnet_official")
-for candidate in (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dmdnet_official", FIXTURE):
-    if candidate.is_dir():
-        FIXTURE = candidate
-        break
-
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"DMDNet fixture not found at {FIXTURE}")
+FIXTURE = DMDNET_FIXTURE
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +14,9 @@ from dmdnet.dictionary import SpecificDictionary
 from dmdnet.fixture_weights import generate_fixture_state_dict, key_seed, load_manifest_shapes
 from dmdnet.inference import InferenceConfig, Restorer, to_tensor
 from dmdnet.official import CheckpointError, load_official, official_shapes
+from tests.paths import DMDNET_FIXTURE
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dmdnet_official"
-if not FIXTURE.is_dir():  # the repository may sit elsewhere; fall back to the shared location
-    FIXTURE = Path("/work/shared/fixtures/dmdnet_official")
-
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"DMDNet fixture not found at {FIXTURE}")
+FIXTURE = DMDNET_FIXTURE
 
 # README §7 tolerances (float32 implementation)
 MAX_ABS, REL_L2, REL_L2_INTERMEDIATE = 1e-4, 1e-5, 1e-4

@@ -30,10 +30,9 @@ from faces.insightface_backend import (
 )
 from faces.types import Detector, FaceBox, IdentityEmbedder, Landmarker
 from faces.weights import WeightsNotFoundError
+from tests.paths import DEMO_FACES
 
-_REPO = Path(__file__).resolve().parent.parent
-_BUNDLED = _REPO / "tests" / "data" / "demo_faces"
-DEMO = _BUNDLED if _BUNDLED.is_dir() else _REPO.parent / "shared" / "testdata" / "pd_faces"
+DEMO = DEMO_FACES
 
 
 # ----------------------------------------------------------------------------------------------------

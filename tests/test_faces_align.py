@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,14 +17,11 @@ from faces.align import (
     transform_points,
 )
 from faces.dlib_backend import DlibDetector, DlibLandmarker
+from tests.paths import DEMO_FACES, DMDNET_FIXTURE
 
-_REPO = Path(__file__).resolve().parent.parent
-_BUNDLED = _REPO / "tests" / "data" / "demo_faces"
-DEMO = _BUNDLED if _BUNDLED.is_dir() else _REPO.parent / "shared" / "testdata" / "pd_faces"
-FIXTURE = _REPO.parent / "shared" / "fixtures" / "dmdnet_official"
+DEMO = DEMO_FACES
+FIXTURE = DMDNET_FIXTURE
 FIXTURE_FACES = ("hq", "refs/ref_0", "refs/ref_1", "refs/ref_2")
-
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"DMDNet fixture not found at {FIXTURE}")
 
 
 def synthetic_landmarks(eye_l, eye_r, mouth_l, mouth_r) -> np.ndarray:
@@ -116,7 +112,6 @@ def test_reflect_border_fills_outside_the_photo() -> None:
     assert face.image[:, :8].min() == 255
 
 
-@needs_fixture
 @pytest.mark.parametrize("name", FIXTURE_FACES)
 def test_realigning_an_aligned_fixture_face_is_near_identity(name: str) -> None:
     image = read_image(FIXTURE / f"{name}.png")

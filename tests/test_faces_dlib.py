@@ -12,10 +12,9 @@ from celebref.images import read_image
 from faces.dlib_backend import DlibDetector, DlibEmbedder, DlibLandmarker, landmarks_to_shape
 from faces.types import Detector, FaceBox, IdentityEmbedder, Landmarker
 from faces.weights import WeightsNotFoundError
+from tests.paths import DEMO_FACES
 
-_REPO = Path(__file__).resolve().parent.parent
-_BUNDLED = _REPO / "tests" / "data" / "demo_faces"
-DEMO = _BUNDLED if _BUNDLED.is_dir() else _REPO.parent / "shared" / "testdata" / "pd_faces"
+DEMO = DEMO_FACES
 
 
 def photo(relative: str) -> np.ndarray:

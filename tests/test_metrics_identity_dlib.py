@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,10 +12,9 @@ from degrade.model import DegradationParams, apply
 from degrade.ops import to_uint8, upsample_to
 from faces.align import align_face, transform_points
 from faces.dlib_backend import DlibDetector, DlibLandmarker
+from tests.paths import DEMO_FACES
 
-_REPO = Path(__file__).resolve().parent.parent
-_BUNDLED = _REPO / "tests" / "data" / "demo_faces"
-DEMO = _BUNDLED if _BUNDLED.is_dir() else _REPO.parent / "shared" / "testdata" / "pd_faces"
+DEMO = DEMO_FACES
 
 
 @pytest.fixture(scope="module")
