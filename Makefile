@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# dvc runs each stage's `python -m …` through PATH: the project venv must come first.
 demo: setup
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	@echo "dataset: data/celebref   report: reports/benchmark.md"
 
 test: setup
