@@ -10,8 +10,6 @@ import torch
 
 from celebref.images import read_image, write_png
 from dmdnet.dictionary import SpecificDictionary
-from dmdnet.fixture_weights import generate_fixture_state_dict
-from dmdnet.official import official_shapes
 from dmdnet.restore import main
 from tests.paths import DMDNET_FIXTURE
 
@@ -19,10 +17,8 @@ FIXTURE = DMDNET_FIXTURE
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "DMDNet.pth"
-    torch.save(generate_fixture_state_dict(official_shapes()), path)
-    return path
+def weights(dmdnet_fixture_checkpoint: Path) -> Path:
+    return dmdnet_fixture_checkpoint
 
 
 def test_cli_restores_specific_and_reports_bad_inputs(weights, tmp_path, capsys):
