@@ -2,11 +2,14 @@
 
 Prints, per batch size, the median over ``--runs`` timed runs (after one warm-up) of
 (a) generic restoration, (b) building a specific dictionary from ``--refs`` references and
-(c) specific restoration with that dictionary cached, each measured in a fresh process together with
-the process's peak memory (RSS high-water mark; on CUDA also the peak allocated GPU memory). With
+(c) specific restoration with that dictionary cached, each measured in a fresh process that loads the
+checkpoint file with ``load_official`` as a user would, together with that process's peak memory (RSS
+high-water mark of its own address space, and its RSS once the model is loaded; on CUDA also the peak
+allocated GPU memory). With
 ``--precision bf16`` it also prints the PSNR of the bf16 generic output against the fp32 one on the
 fixture's LQ input. The weights follow the numerical fixture's deterministic rule (timing does not depend
-on the values) unless ``--weights`` names a real ``DMDNet.pth``. Peak RSS includes what ``import torch``
+on the values; written to a temporary ``.pth`` by a child process) unless ``--weights`` names a real
+``DMDNet.pth``. Peak RSS includes what ``import torch``
 itself maps (about 0.67 GB with the CUDA build of torch on this machine).
 
     python benchmark/bench_dmdnet.py                        # CPU, fp32, batch 1, 2 threads
@@ -39,14 +42,17 @@ from dmdnet.fixture_weights import generate_fixture_state_dict  # noqa: E402
 from dmdnet.inference import InferenceConfig, Restorer, to_tensor  # noqa: E402
 from dmdnet.official import load_official, official_shapes  # noqa: E402
 
-FIXTURE = REPO.parent / "shared" / "fixtures" / "dmdnet_official"
+FIXTURE = REPO / "tests" / "data" / "dmdnet_official"
 TASKS = ("generic", "dictionary", "cached")
 
 
 def _inputs(
     fixture: Path, batch: int, refs: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """LQ batch + boxes and reference batch + boxes (fixture images repeated; random faces if absent)."""
+    """LQ batch + boxes and reference batch + boxes (fixture images repeated; random faces if absent).
+
+    ``refs=0`` gives empty reference tensors (generic restoration holds no references).
+    """
     if (fixture / "lq.png").is_file():
         lq = to_tensor(read_image(fixture / "lq.png"))
         lq_boxes = torch.from_numpy(component_boxes(np.loadtxt(fixture / "lq_landmarks.txt")))[None]
@@ -55,7 +61,8 @@ def _inputs(
             j = k % 3
             ref_imgs.append(read_image(fixture / "refs" / f"ref_{j}.png"))
             ref_boxes.append(component_boxes(np.loadtxt(fixture / "refs" / f"ref_{j}_landmarks.txt")))
-        ref_t, ref_b = to_tensor(np.stack(ref_imgs)), torch.from_numpy(np.stack(ref_boxes))
+        ref_t = to_tensor(np.stack(ref_imgs)) if refs else torch.empty(0, 3, 512, 512)
+        ref_b = torch.from_numpy(np.stack(ref_boxes)) if refs else torch.empty(0, 4, 4, dtype=torch.int64)
     else:
         g = torch.Generator().manual_seed(0)
         lq = torch.rand(1, 3, 512, 512, generator=g) * 2 - 1
@@ -65,6 +72,31 @@ def _inputs(
         ref_t = torch.rand(refs, 3, 512, 512, generator=g) * 2 - 1
         ref_b = lq_boxes.repeat(refs, 1, 1)
     return lq.repeat(batch, 1, 1, 1), lq_boxes.repeat(batch, 1, 1), ref_t, ref_b
+
+
+def _rss_mb() -> float:
+    """Current resident set size in MB (Linux; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS in MB.
+
+    On Linux ``VmHWM`` of this address space: ``ru_maxrss`` would also count the spawning parent's memory,
+    because a child started with ``vfork`` + ``exec`` inherits the parent's high-water mark.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sync(device: str) -> None:
@@ -79,9 +111,11 @@ def worker(args: argparse.Namespace) -> dict:
     restorer = Restorer(
         model, InferenceConfig(device=args.device, precision=args.precision, batch_size=args.worker_batch)
     )
-    lq, lq_boxes, refs, ref_boxes = _inputs(args.fixture, args.worker_batch, args.refs)
+    load_rss_mb = _rss_mb()
+    generic = args.worker in ("generic", "psnr")
+    lq, lq_boxes, refs, ref_boxes = _inputs(args.fixture, args.worker_batch, 0 if generic else args.refs)
     dictionary = None
-    if args.worker in ("cached", "psnr"):
+    if args.worker == "cached":
         dictionary = restorer.build_dictionary(refs, ref_boxes)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -113,7 +147,8 @@ def worker(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - t0)
     result["median_s"] = float(np.median(times))
     result["times_s"] = [round(t, 4) for t in times]
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = _peak_rss_mb()
+    result["load_rss_mb"] = load_rss_mb
     if args.device.startswith("cuda"):
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -163,9 +198,12 @@ def main() -> None:
         "--weights", type=Path, default=None, help="official DMDNet.pth (default: fixture rule)"
     )
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="fixture folder with lq.png and refs/")
-    parser.add_argument("--worker", default=None, choices=(*TASKS, "psnr"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default=None, choices=(*TASKS, "psnr", "weights"), help=argparse.SUPPRESS)
     parser.add_argument("--worker-batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "weights":  # the fixture-rule checkpoint, written by a child process
+        torch.save(generate_fixture_state_dict(official_shapes()), args.weights)
+        return
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -178,8 +216,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         if weights is None:
+            # generated in a child process: this process stays small while it spawns the measurements
             weights = Path(tmp) / "DMDNet_fixture_rule.pth"
-            torch.save(generate_fixture_state_dict(official_shapes()), weights)
+            script = str(Path(__file__).resolve())
+            cmd = [sys.executable, script, "--worker", "weights", "--weights", str(weights)]
+            subprocess.run(cmd, check=True)
         for batch in args.batch:
             for task in args.tasks:
                 r = _spawn(args, task, batch, weights)
@@ -189,7 +230,8 @@ def main() -> None:
                 what = f"{task} ({args.refs} refs)" if task == "dictionary" else task
                 print(
                     f"batch {batch:2d}  {what:18s} median {r['median_s']:.3f} s  ({per:.1f} {unit})  "
-                    f"peak RSS {r['peak_rss_mb']:.0f} MB{extra}  runs {r['times_s']}"
+                    f"peak RSS {r['peak_rss_mb']:.0f} MB (after loading {r['load_rss_mb']:.0f} MB){extra}  "
+                    f"runs {r['times_s']}"
                 )
         if args.precision == "bf16":
             r = _spawn(args, "psnr", 1, weights)
