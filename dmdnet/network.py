@@ -43,6 +43,7 @@ from dmdnet.blocks import (
     paste_resize,
 )
 from dmdnet.boxes import COMPONENT_ROWS
+from dmdnet.heap import release_free_heap
 
 __all__ = ["COMPONENTS", "SCALES", "DMDNetConfig", "Encoder", "DMDNet", "Memory", "slot_name"]
 
@@ -203,6 +204,9 @@ class DMDNet(nn.Module):
         self.head = Head(cfg.channels)
         #: Inference computes the 512² tail in bands of this many rows (memory); ``None``: one pass.
         self.tail_band_rows: int | None = 128
+        #: CPU inference returns freed heap pages to the OS before the banded tail (peak RSS; see
+        #: :mod:`dmdnet.heap`); costs a few ms per call.
+        self.trim_heap: bool = True
 
     # -- component windows -------------------------------------------------------------------------
     @staticmethod
@@ -288,6 +292,9 @@ class DMDNet(nn.Module):
         x = self._decode(feats, guides)
         if self.tail_band_rows is None or torch.is_grad_enabled():
             return self.head(self.up[-1].upsample(x))
+        if self.trim_heap and x.device.type == "cpu":
+            # the encoder's and decoder's freed maps would stay resident while the tail allocates its own
+            release_free_heap()
         return self._banded_tail(x, self.tail_band_rows)
 
     def _decode(self, feats: list[torch.Tensor], guides: list[torch.Tensor]) -> torch.Tensor:
@@ -309,21 +316,24 @@ class DMDNet(nn.Module):
 
         Each band of ``rows`` output rows is computed from a slab with a halo of ``_TAIL_CONVS`` rows
         (one per 3×3 conv) plus one input row for the bilinear kernel, so every output row sees exactly
-        the inputs it sees in one full pass; only the halo rows are computed twice. This caps the
-        memory of the 512² maps at about ``(rows + 2·halo) / 512`` of a full pass.
+        the inputs it sees in one full pass; only the halo rows are computed twice. Every slab has the same
+        height (slabs at the image border are shifted inwards, not cut), so all bands allocate maps of
+        the same sizes and reuse the same heap chunks. This caps the memory of the 512² maps at about
+        ``(rows + 2·halo) / 512`` of a full pass.
         ``h``: ``(B, C, H, W)`` after the last modulation → ``(B, 3, 2H, 2W)``.
         """
         out_h = 2 * h.shape[-2]
-        if rows >= out_h:
-            return self.head(self.up[-1].upsample(h))
         halo = self._TAIL_CONVS
+        span = rows + 2 * halo  # rows of every slab of the upsampled map
+        if span >= out_h:
+            return self.head(self.up[-1].upsample(h))
+        src_span = (span + 1) // 2 + 2  # input rows of every slab
         bands = []
         for top in range(0, out_h, rows):
             bottom = min(top + rows, out_h)
-            lo, hi = max(top - halo, 0), min(bottom + halo, out_h)  # needed rows of the upsampled map
-            src_lo, src_hi = max(lo // 2 - 1, 0), min((hi + 1) // 2 + 1, h.shape[-2])  # input rows
-            y = self.up[-1].upsample(h[:, :, src_lo:src_hi])  # rows 2·src_lo … 2·src_hi
-            y = y[:, :, lo - 2 * src_lo : hi - 2 * src_lo]
-            y = self.head(y)
+            lo = min(max(top - halo, 0), out_h - span)  # the slab's rows of the upsampled map
+            src_lo = max(min(lo // 2 - 1, h.shape[-2] - src_span), 0)  # the slab's rows of ``h``
+            y = self.up[-1].upsample(h[:, :, src_lo : src_lo + src_span])
+            y = self.head(y[:, :, lo - 2 * src_lo : lo - 2 * src_lo + span])
             bands.append(y[:, :, top - lo : bottom - lo])
         return torch.cat(bands, dim=2)
