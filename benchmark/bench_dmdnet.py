@@ -131,9 +131,9 @@ def worker(args: argparse.Namespace) -> dict:
     result: dict = {"task": args.worker, "batch": args.worker_batch}
     if args.worker == "psnr":
         out = restorer.restore(lq[:1], lq_boxes[:1])
-        ref = Restorer(model, InferenceConfig(device=args.device, precision="fp32")).restore(
-            lq[:1], lq_boxes[:1]
-        )
+        del restorer, model  # a bf16 restorer converted the model's convs in place: load it again for fp32
+        fp32 = Restorer(load_official(args.weights), InferenceConfig(device=args.device, precision="fp32"))
+        ref = fp32.restore(lq[:1], lq_boxes[:1])
         mse = float((((out - ref) / 2) ** 2).mean())  # images mapped from [-1, 1] to [0, 1]
         result["psnr_db"] = float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
         return result

@@ -42,16 +42,18 @@ _FUSED = _fused_available()
 
 
 def _use_fused(x: torch.Tensor, conv: nn.Conv2d) -> bool:
-    """oneDNN conv+pointwise fusion: CPU fp32 inference only (bit-identical to conv then op)."""
-    return (
-        _FUSED
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and conv.weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-        and x.is_contiguous(memory_format=torch.channels_last)
-    )
+    """oneDNN conv+pointwise fusion: CPU inference, ``x`` in the conv's dtype (fp32 or bf16), channels-last.
+
+    fp32 only outside autocast (bit-identical to conv then op); bf16 weights (a model converted for bf16
+    inference) also under autocast, which would cast nothing for them anyway.
+    """
+    if not (_FUSED and not torch.is_grad_enabled() and x.device.type == "cpu"):
+        return False
+    if x.dtype != conv.weight.dtype or not x.is_contiguous(memory_format=torch.channels_last):
+        return False
+    if x.dtype == torch.bfloat16:
+        return True
+    return x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
 
 
 def conv_op(
@@ -69,6 +71,11 @@ def conv_op(
     """
     if lrelu and add is not None:
         raise ValueError("conv_op fuses either lrelu or add, not both")
+    if conv.weight.dtype == torch.bfloat16 and x.dtype != torch.bfloat16:
+        x = x.to(torch.bfloat16)  # what autocast does for F.conv2d (e.g. the fp32 input image)
+    if add is not None and x.dtype == torch.bfloat16 and add.dtype != torch.bfloat16:
+        add = add.to(torch.bfloat16)  # a fresh temporary: the sum may be written into it
+        add_inplace = True
     if _use_fused(x, conv):
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         if add is not None and add_inplace and add.is_contiguous(memory_format=torch.channels_last):

@@ -58,7 +58,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 class Restorer:
     """Runs a loaded :class:`DMDNet` with one precision / device / memory-format choice.
 
-    The model is moved to the device and its conv weights are converted to channels-last in place.
+    The model is moved to the device and its conv weights are converted to channels-last in place. For
+    bf16 on the CPU the conv weights and biases are also converted to bf16 once, in place (no per-call
+    casts, fused oneDNN bf16 convolutions; the generic dictionary stays fp32): such a model then serves
+    bf16 restorers only, and an fp32 :class:`Restorer` on it raises ``ValueError``.
     """
 
     def __init__(self, model: DMDNet, config: InferenceConfig | None = None) -> None:
@@ -69,17 +72,27 @@ class Restorer:
             raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
         self.config = cfg
         self.device = torch.device(cfg.device)
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        if cfg.precision == "fp32" and any(c.weight.dtype != torch.float32 for c in convs):
+            raise ValueError(
+                "this model's conv weights were converted to bf16 by a bf16 Restorer; "
+                "load the checkpoint again for fp32 restoration"
+            )
         if self.device.type == "cuda" and cfg.precision == "fp32":
             # TF32 would break fp32 exactness
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         model = model.to(self.device).eval().requires_grad_(False)
-        if cfg.channels_last:
-            # conv weights only: dictionary items are read as flat (N, C·h·w) matrices in NCHW order,
-            # and converting the 110 M-value generic dictionary would double its memory
-            for module in model.modules():
-                if isinstance(module, torch.nn.Conv2d):
-                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+        to_bf16 = cfg.precision == "bf16" and self.device.type == "cpu"
+        # conv weights only: dictionary items are read as flat (N, C·h·w) matrices in NCHW order,
+        # and converting the 110 M-value generic dictionary would double its memory
+        for conv in convs:
+            weight = conv.weight.data.to(torch.bfloat16) if to_bf16 else conv.weight.data
+            if cfg.channels_last:
+                weight = weight.contiguous(memory_format=torch.channels_last)
+            conv.weight.data = weight
+            if to_bf16 and conv.bias is not None:
+                conv.bias.data = conv.bias.data.to(torch.bfloat16)
         self.model = model
 
     def _prepare(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:

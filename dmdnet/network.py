@@ -204,8 +204,8 @@ class DMDNet(nn.Module):
         self.head = Head(cfg.channels)
         #: Inference computes the 512² tail in bands of this many rows (memory); ``None``: one pass.
         self.tail_band_rows: int | None = 128
-        #: CPU inference returns freed heap pages to the OS before the banded tail (peak RSS; see
-        #: :mod:`dmdnet.heap`); costs a few ms per call.
+        #: CPU fp32 inference returns freed heap pages to the OS before the banded tail (peak RSS; see
+        #: :mod:`dmdnet.heap`); costs 10–20 ms per call.
         self.trim_heap: bool = True
 
     # -- component windows -------------------------------------------------------------------------
@@ -292,8 +292,9 @@ class DMDNet(nn.Module):
         x = self._decode(feats, guides)
         if self.tail_band_rows is None or torch.is_grad_enabled():
             return self.head(self.up[-1].upsample(x))
-        if self.trim_heap and x.device.type == "cpu":
+        if self.trim_heap and x.device.type == "cpu" and x.dtype == torch.float32:
             # the encoder's and decoder's freed maps would stay resident while the tail allocates its own
+            # (bf16 maps are half the size and its peak is far lower: there the trim would only cost time)
             release_free_heap()
         return self._banded_tail(x, self.tail_band_rows)
 

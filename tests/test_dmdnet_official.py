@@ -196,3 +196,21 @@ def test_official_shapes_cover_manifest(manifest):
     shapes = official_shapes()
     assert len(shapes) == manifest["n_keys"] == 1014
     assert [(k, list(v)) for k, v in shapes.items()] == [(e["key"], e["shape"]) for e in manifest["entries"]]
+
+
+def test_bf16_restorer_converts_convs_once_and_stays_close(lq):
+    # bf16 on the CPU: conv weights converted in place (fused bf16 convs), dictionary kept in fp32;
+    # the converted model refuses fp32 restoration instead of silently running bf16 weights
+    state = generate_fixture_state_dict(load_manifest_shapes(FIXTURE / "weights_manifest.json"))
+    bf16_model = load_official(state)
+    restorer = Restorer(bf16_model, InferenceConfig(precision="bf16"))
+    convs = [m for m in bf16_model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.dtype == torch.bfloat16 and c.bias.dtype == torch.bfloat16 for c in convs)
+    assert all(b.dtype == torch.float32 for b in bf16_model.memory.buffers())
+    out = restorer.restore(*lq)
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 512, 512)
+    expected = np.load(FIXTURE / "out_generic.npy")
+    mse = float((((out.numpy() - expected) / 2) ** 2).mean())
+    assert 10 * np.log10(1 / mse) >= 40  # PSNR against the official fp32 output, images in [0, 1]
+    with pytest.raises(ValueError, match="converted to bf16"):
+        Restorer(bf16_model, InferenceConfig(precision="fp32"))
