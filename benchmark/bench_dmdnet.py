@@ -75,7 +75,7 @@ def _inputs(
 
 
 def _rss_mb() -> float:
-    """Current resident set size in MB (Linux; NaN elsewhere)."""
+    """Current resident set size in MiB (Linux; NaN elsewhere)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -84,7 +84,7 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak RSS in MB.
+    """This process's peak RSS in MiB.
 
     On Linux ``VmHWM`` of this address space: ``ru_maxrss`` would also count the spawning parent's memory,
     because a child started with ``vfork`` + ``exec`` inherits the parent's high-water mark.
@@ -226,11 +226,11 @@ def main() -> None:
                 r = _spawn(args, task, batch, weights)
                 per = r["median_s"] / (args.refs if task == "dictionary" else batch) * 1000
                 unit = "ms/reference" if task == "dictionary" else "ms/image"
-                extra = f", peak GPU {r['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in r else ""
+                extra = f", peak GPU {r['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in r else ""
                 what = f"{task} ({args.refs} refs)" if task == "dictionary" else task
                 print(
                     f"batch {batch:2d}  {what:18s} median {r['median_s']:.3f} s  ({per:.1f} {unit})  "
-                    f"peak RSS {r['peak_rss_mb']:.0f} MB (after loading {r['load_rss_mb']:.0f} MB){extra}  "
+                    f"peak RSS {r['peak_rss_mb']:.0f} MiB (after loading {r['load_rss_mb']:.0f} MiB){extra}  "
                     f"runs {r['times_s']}"
                 )
         if args.precision == "bf16":

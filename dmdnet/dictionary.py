@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from celebref.atomic import atomic_path
+from dmdnet.heap import release_free_heap
 from dmdnet.network import COMPONENTS, SCALES, DMDNet, slot_name
 
 __all__ = ["FORMAT_VERSION", "SpecificDictionary"]
@@ -115,6 +116,9 @@ class SpecificDictionary:
             parts.append(
                 model.build_specific_memory(references[start : start + chunk], boxes[start : start + chunk])
             )
+            # The HQ encoder's full-resolution maps are freed now; return them to the OS before the next
+            # chunk or the restoration allocates maps of other sizes (see dmdnet.heap).
+            release_free_heap()
         keys = {s: torch.cat([p[s][0] for p in parts]).float() for s in _SLOTS}
         values = {s: torch.cat([p[s][1] for p in parts]).float() for s in _SLOTS}
         return cls(keys=keys, values=values, references=tuple(names), identity=identity)
