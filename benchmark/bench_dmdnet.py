@@ -2,7 +2,8 @@
 
 Prints, per batch size, the median over ``--runs`` timed runs (after one warm-up) of
 (a) generic restoration, (b) building a specific dictionary from ``--refs`` references and
-(c) specific restoration with that dictionary cached, each measured in a fresh process that loads the
+(c) specific restoration with that dictionary cached (saved by another process and loaded from disk,
+as when restoring more photos of one person), each measured in a fresh process that loads the
 checkpoint file with ``load_official`` as a user would, together with that process's peak memory (RSS
 high-water mark of its own address space, and its RSS once the model is loaded; on CUDA also the peak
 allocated GPU memory). With
@@ -38,6 +39,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 from celebref.images import read_image  # noqa: E402
 from dmdnet.boxes import component_boxes  # noqa: E402
+from dmdnet.dictionary import SpecificDictionary  # noqa: E402
 from dmdnet.fixture_weights import generate_fixture_state_dict  # noqa: E402
 from dmdnet.inference import InferenceConfig, Restorer, to_tensor  # noqa: E402
 from dmdnet.official import load_official, official_shapes  # noqa: E402
@@ -115,8 +117,11 @@ def worker(args: argparse.Namespace) -> dict:
     generic = args.worker in ("generic", "psnr")
     lq, lq_boxes, refs, ref_boxes = _inputs(args.fixture, args.worker_batch, 0 if generic else args.refs)
     dictionary = None
-    if args.worker == "cached":
-        dictionary = restorer.build_dictionary(refs, ref_boxes)
+    if args.worker == "savedict":  # the cached task's dictionary, built once in its own process
+        restorer.build_dictionary(refs, ref_boxes).save(args.dictionary_file)
+        return {"task": "savedict"}
+    if args.worker == "cached":  # as a user restoring more photos of a person: the dictionary comes from disk
+        dictionary = SpecificDictionary.load(args.dictionary_file)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 
@@ -176,6 +181,8 @@ def _spawn(args: argparse.Namespace, task: str, batch: int, weights: Path) -> di
         str(args.refs),
         "--fixture",
         str(args.fixture),
+        "--dictionary-file",
+        str(args.dictionary_file),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -198,7 +205,10 @@ def main() -> None:
         "--weights", type=Path, default=None, help="official DMDNet.pth (default: fixture rule)"
     )
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="fixture folder with lq.png and refs/")
-    parser.add_argument("--worker", default=None, choices=(*TASKS, "psnr", "weights"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", default=None, choices=(*TASKS, "psnr", "weights", "savedict"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--dictionary-file", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "weights":  # the fixture-rule checkpoint, written by a child process
@@ -221,7 +231,10 @@ def main() -> None:
             script = str(Path(__file__).resolve())
             cmd = [sys.executable, script, "--worker", "weights", "--weights", str(weights)]
             subprocess.run(cmd, check=True)
+        args.dictionary_file = Path(tmp) / "references.dict.pt"
         for batch in args.batch:
+            if "cached" in args.tasks:
+                _spawn(args, "savedict", batch, weights)
             for task in args.tasks:
                 r = _spawn(args, task, batch, weights)
                 per = r["median_s"] / (args.refs if task == "dictionary" else batch) * 1000
