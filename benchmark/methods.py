@@ -57,8 +57,6 @@ __all__ = [
     "DMDNetMethod",
     "DMDNetBackend",
     "load_dmdnet_backend",
-    "images_to_unit_tensor",
-    "unit_tensor_to_images",
 ]
 
 FOLDER_PREFIX = "folder:"
@@ -258,20 +256,6 @@ def load_dmdnet_backend(
     return _RestorerBackend(Restorer(model, InferenceConfig(device=device, batch_size=batch_size)))
 
 
-def images_to_unit_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """RGB ``uint8`` ``(H, W, 3)`` images → ``float32`` ``(B, 3, H, W)`` in [-1, 1]: (p/255 − 0.5) / 0.5."""
-    import torch
-
-    x = np.stack([np.asarray(im, dtype=np.float32) / np.float32(255.0) for im in images])
-    return (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous() - 0.5) / 0.5
-
-
-def unit_tensor_to_images(x: torch.Tensor) -> list[np.ndarray]:
-    """``(B, 3, H, W)`` in [-1, 1] → RGB ``uint8`` ``(H, W, 3)`` images (clipped, rounded half to even)."""
-    y = (x.detach().float().cpu().clamp(-1.0, 1.0) * 0.5 + 0.5) * 255.0
-    return [to_uint8(img) for img in y.permute(0, 2, 3, 1).numpy()]
-
-
 class DMDNetMethod:
     """DMDNet with the official checkpoint ``DMDNet.pth``: generic only, or with the specific dictionary.
 
@@ -323,22 +307,25 @@ class DMDNetMethod:
             self._notes["inputs_without_references"] += 1
             return None
         from dmdnet.boxes import component_boxes
+        from dmdnet.inference import to_tensor
 
-        images = images_to_unit_tensor([read_image(r.image_path) for r in refs])
+        images = to_tensor(np.stack([read_image(r.image_path) for r in refs]))
         boxes = np.stack([component_boxes(read_landmarks(r.landmarks_path)) for r in refs])
         return self.backend.build_dictionary(images.to(self.options.device), boxes)
 
     def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
         from dmdnet.boxes import component_boxes
+        from dmdnet.inference import to_tensor
+        from dmdnet.inference import to_uint8 as tensor_to_images
 
         if len(cases) != len(lq):
             raise ValueError(f"{len(cases)} cases but {len(lq)} LQ images")
         inputs = [to_uint8(upsample_to(image, self.options.size)) for image in lq]
         marks = [self._input_landmarks(im, c) for im, c in zip(inputs, cases, strict=True)]
         boxes = np.stack([component_boxes(m) for m in marks])
-        x = images_to_unit_tensor(inputs).to(self.options.device)
+        x = to_tensor(np.stack(inputs)).to(self.options.device)
         if not self.use_references:
-            return unit_tensor_to_images(self.backend.restore_generic(x, boxes))
+            return list(tensor_to_images(self.backend.restore_generic(x, boxes)))
         out: list[np.ndarray] = []
         for i, case in enumerate(cases):  # each input has its own references (never itself)
             dictionary = self._dictionary(case)
@@ -347,7 +334,7 @@ class DMDNetMethod:
                 y = self.backend.restore_generic(xi, bi)
             else:
                 y = self.backend.restore_specific(xi, bi, dictionary)
-            out += unit_tensor_to_images(y)
+            out += list(tensor_to_images(y))
         return out
 
     def take_notes(self) -> dict[str, int]:

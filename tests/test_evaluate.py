@@ -451,13 +451,14 @@ def test_dmdnet_specific_uses_the_identitys_other_images_only(tiny, tmp_path: Pa
     assert method.take_notes() == {"landmarks_from_ground_truth": 0, "inputs_without_references": 1}
 
 
-def test_dmdnet_method_runs_the_real_network(tiny, tmp_path: Path) -> None:
+def test_dmdnet_method_runs_the_real_network(dmdnet_fixture_checkpoint: Path, tiny, tmp_path: Path) -> None:
     """Full-size DMDNet with the fixture weight rule (not trained weights: this checks the plumbing only)."""
     import torch
 
-    from benchmark.methods import load_dmdnet_backend, unit_tensor_to_images
+    from benchmark.methods import load_dmdnet_backend
     from dmdnet.boxes import component_boxes
     from dmdnet.fixture_weights import generate_fixture_state_dict
+    from dmdnet.inference import to_uint8
     from dmdnet.official import official_shapes
 
     torch.set_num_threads(2)
@@ -473,5 +474,5 @@ def test_dmdnet_method_runs_the_real_network(tiny, tmp_path: Path) -> None:
     # the same call made by hand: bicubic input in [-1, 1], boxes of the ground-truth landmarks
     x = (torch.from_numpy(LQMethod().restore([case], lq)[0]).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
     boxes = component_boxes(read_landmarks(case.gt.landmarks_path))[None]
-    np.testing.assert_array_equal(out_g, unit_tensor_to_images(backend.restore_generic(x, boxes))[0])
+    np.testing.assert_array_equal(out_g, to_uint8(backend.restore_generic(x, boxes))[0])
     assert np.abs(out_s.astype(int) - out_g.astype(int)).max() > 0  # the reference changes the output
