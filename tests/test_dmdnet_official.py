@@ -198,11 +198,10 @@ def test_official_shapes_cover_manifest(manifest):
     assert [(k, list(v)) for k, v in shapes.items()] == [(e["key"], e["shape"]) for e in manifest["entries"]]
 
 
-def test_bf16_restorer_converts_convs_once_and_stays_close(lq):
+def test_bf16_restorer_converts_convs_once_and_stays_close(lq, dmdnet_fixture_checkpoint):
     # bf16 on the CPU: conv weights converted in place (fused bf16 convs), dictionary kept in fp32;
     # the converted model refuses fp32 restoration instead of silently running bf16 weights
-    state = generate_fixture_state_dict(load_manifest_shapes(FIXTURE / "weights_manifest.json"))
-    bf16_model = load_official(state)
+    bf16_model = load_official(dmdnet_fixture_checkpoint)
     restorer = Restorer(bf16_model, InferenceConfig(precision="bf16"))
     convs = [m for m in bf16_model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.weight.dtype == torch.bfloat16 and c.bias.dtype == torch.bfloat16 for c in convs)
