@@ -4,14 +4,15 @@ Prints, per batch size, the median over ``--runs`` timed runs (after one warm-up
 (a) generic restoration, (b) building a specific dictionary from ``--refs`` references and
 (c) specific restoration with that dictionary cached (saved by another process and loaded from disk,
 as when restoring more photos of one person), each measured in a fresh process that loads the
-checkpoint file with ``load_official`` as a user would, together with that process's peak memory (RSS
+checkpoint file with ``load_official`` as a user would (the parts of the network its task runs, as the
+restore command line loads them), together with that process's peak memory (RSS
 high-water mark of its own address space, and its RSS once the model is loaded; on CUDA also the peak
 allocated GPU memory). With
 ``--precision bf16`` it also prints the PSNR of the bf16 generic output against the fp32 one on the
 fixture's LQ input. The weights follow the numerical fixture's deterministic rule (timing does not depend
 on the values; written to a temporary ``.pth`` by a child process) unless ``--weights`` names a real
-``DMDNet.pth``. Peak RSS includes what ``import torch``
-itself maps (about 0.67 GB with the CUDA build of torch on this machine).
+``DMDNet.pth``. Peak RSS includes what the imports themselves map: about 0.5 GiB for the CUDA build of
+torch on this machine, 0.57 GiB with OpenCV (which reads the fixture images).
 
     python benchmark/bench_dmdnet.py                        # CPU, fp32, batch 1, 2 threads
     python benchmark/bench_dmdnet.py --precision bf16
@@ -46,6 +47,14 @@ from dmdnet.official import load_official, official_shapes  # noqa: E402
 
 FIXTURE = REPO / "tests" / "data" / "dmdnet_official"
 TASKS = ("generic", "dictionary", "cached")
+#: The parts of the network (``load_official(tasks=...)``) each measurement process loads.
+WORKER_TASKS = {
+    "generic": ("generic",),
+    "psnr": ("generic",),
+    "dictionary": ("dictionary",),
+    "savedict": ("dictionary",),
+    "cached": ("specific",),
+}
 
 
 def _inputs(
@@ -109,7 +118,8 @@ def _sync(device: str) -> None:
 def worker(args: argparse.Namespace) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able dict."""
     torch.set_num_threads(args.threads)
-    model = load_official(args.weights)
+    # each process loads only what its task runs, as the restore command line does
+    model = load_official(args.weights, tasks=WORKER_TASKS[args.worker])
     restorer = Restorer(
         model, InferenceConfig(device=args.device, precision=args.precision, batch_size=args.worker_batch)
     )
@@ -137,7 +147,8 @@ def worker(args: argparse.Namespace) -> dict:
     if args.worker == "psnr":
         out = restorer.restore(lq[:1], lq_boxes[:1])
         del restorer, model  # a bf16 restorer converted the model's convs in place: load it again for fp32
-        fp32 = Restorer(load_official(args.weights), InferenceConfig(device=args.device, precision="fp32"))
+        fp32_model = load_official(args.weights, tasks=("generic",))
+        fp32 = Restorer(fp32_model, InferenceConfig(device=args.device, precision="fp32"))
         ref = fp32.restore(lq[:1], lq_boxes[:1])
         mse = float((((out - ref) / 2) ** 2).mean())  # images mapped from [-1, 1] to [0, 1]
         result["psnr_db"] = float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)

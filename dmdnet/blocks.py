@@ -62,30 +62,35 @@ def conv_op(
     *,
     lrelu: bool = False,
     add: torch.Tensor | None = None,
+    mul: torch.Tensor | None = None,
     add_inplace: bool = False,
 ) -> torch.Tensor:
-    """``conv(x)`` then ``+ add`` (a residual) or LeakyReLU(0.2); one fused oneDNN call when possible.
+    """``conv(x)`` then ``+ add`` (a residual), ``* mul`` (a modulation) or LeakyReLU(0.2).
 
+    One fused oneDNN call when possible (for fp32 bit-identical to the separate ops).
     ``add_inplace=True`` lets the fused path write the sum into ``add`` (saves one feature map of memory;
     only for an ``add`` tensor nobody else reads afterwards).
     """
-    if lrelu and add is not None:
-        raise ValueError("conv_op fuses either lrelu or add, not both")
+    if lrelu + (add is not None) + (mul is not None) > 1:
+        raise ValueError("conv_op fuses one of lrelu, add and mul, not several")
     if conv.weight.dtype == torch.bfloat16 and x.dtype != torch.bfloat16:
         x = x.to(torch.bfloat16)  # what autocast does for F.conv2d (e.g. the fp32 input image)
     if add is not None and x.dtype == torch.bfloat16 and add.dtype != torch.bfloat16:
         add = add.to(torch.bfloat16)  # a fresh temporary: the sum may be written into it
         add_inplace = True
+    if mul is not None and x.dtype == torch.bfloat16:
+        mul = mul.to(torch.bfloat16)
     if _use_fused(x, conv):
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         if add is not None and add_inplace and add.is_contiguous(memory_format=torch.channels_last):
             return torch.ops.mkldnn._convolution_pointwise_.binary(
                 add, x, conv.weight, conv.bias, *args, "add", None, None, [], ""
             )
-        if add is not None:
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, add, conv.weight, conv.bias, *args, "add", None, None, [], ""
-            )
+        for name, other in (("add", add), ("mul", mul)):
+            if other is not None:
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, other, conv.weight, conv.bias, *args, name, None, None, [], ""
+                )
         if lrelu:
             return torch.ops.mkldnn._convolution_pointwise(
                 x, conv.weight, conv.bias, *args, "leaky_relu", [LRELU_SLOPE], ""
@@ -93,6 +98,8 @@ def conv_op(
     y = conv(x)
     if add is not None:
         return y + add
+    if mul is not None:
+        return y * mul
     return F.leaky_relu(y, LRELU_SLOPE) if lrelu else y
 
 
@@ -134,11 +141,13 @@ class ConvPair(nn.Module):
         *,
         lrelu: bool = False,
         add: torch.Tensor | None = None,
+        mul: torch.Tensor | None = None,
         add_inplace: bool = False,
     ) -> torch.Tensor:
-        """``conv2(lrelu(conv1(x)))``, optionally followed by LeakyReLU or ``+ add`` (fused when possible)."""
+        """``conv2(lrelu(conv1(x)))``, optionally followed by LeakyReLU, ``+ add`` or ``* mul`` (fused when
+        possible)."""
         mid = conv_op(self.conv1, x, lrelu=True)
-        return conv_op(self.conv2, mid, lrelu=lrelu, add=add, add_inplace=add_inplace)
+        return conv_op(self.conv2, mid, lrelu=lrelu, add=add, mul=mul, add_inplace=add_inplace)
 
 
 class ResidualPair(ConvPair):
@@ -183,7 +192,9 @@ class SFTUpBlock(nn.Module):
         h = self.body(x, lrelu=True)
         if torch.is_grad_enabled():
             return h * self.scale(guide) + self.shift(guide)
-        return h.mul_(self.scale(guide)).add_(self.shift(guide))  # same arithmetic, no temporaries
+        # same arithmetic with the product and the sum fused into the convolutions: no temporaries
+        h = self.scale(guide, mul=h)
+        return self.shift(guide, add=h, add_inplace=True)
 
     def upsample(self, h: torch.Tensor) -> torch.Tensor:
         """×2 bilinear upsampling (half-pixel centres) followed by the ``up`` ConvPair."""
@@ -218,9 +229,8 @@ class MaskFusion(nn.Module):
 
 
 def _mean_std(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    flat = x.flatten(2)
-    var = flat.var(dim=2, unbiased=True) + eps
-    return flat.mean(dim=2)[..., None, None], var.sqrt()[..., None, None]
+    var, mean = torch.var_mean(x.flatten(2), dim=2, correction=1)  # one pass over the map
+    return mean[..., None, None], (var + eps).sqrt()[..., None, None]
 
 
 def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -22,7 +22,7 @@ weights at load time (:mod:`dmdnet.official`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +45,18 @@ from dmdnet.blocks import (
 from dmdnet.boxes import COMPONENT_ROWS
 from dmdnet.heap import release_free_heap
 
-__all__ = ["COMPONENTS", "SCALES", "DMDNetConfig", "Encoder", "DMDNet", "Memory", "slot_name"]
+__all__ = [
+    "COMPONENTS",
+    "SCALES",
+    "TASKS",
+    "DMDNetConfig",
+    "Encoder",
+    "DMDNet",
+    "Memory",
+    "NotLoaded",
+    "modules_for",
+    "slot_name",
+]
 
 #: Components in paste order (a later paste overwrites an earlier one where windows overlap).
 COMPONENTS: tuple[str, ...] = ("le", "re", "mo")
@@ -56,9 +67,28 @@ SCALES: tuple[int, ...] = (256, 128, 64)
 Memory = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
+#: The top-level modules of :class:`DMDNet` each inference task runs: restoration with the generic dictionary
+#: alone, restoration with a specific dictionary too, and building a specific dictionary from references.
+_RESTORE = ("lq_encoder", "confidence", "memory", "bottleneck", "up", "head")
+_TASK_MODULES: dict[str, tuple[str, ...]] = {
+    "generic": _RESTORE,
+    "specific": (*_RESTORE, "fusion"),
+    "dictionary": ("hq_encoder", "keys", "values"),
+}
+TASKS: tuple[str, ...] = tuple(_TASK_MODULES)
+
+
 def slot_name(component: str, scale: int) -> str:
     """Name of one dictionary slot, e.g. ``"le_256"``."""
     return f"{component}_{scale}"
+
+
+def modules_for(tasks: Collection[str]) -> frozenset[str]:
+    """Top-level module names of :class:`DMDNet` that the given tasks (see :data:`TASKS`) run."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {sorted(tasks)}")
+    return frozenset(m for t in tasks for m in _TASK_MODULES[t])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +205,37 @@ class GenericMemory(nn.Module):
         return getattr(self, f"{name}_key"), getattr(self, f"{name}_value")
 
 
+class NotLoaded(nn.Module):
+    """Stands in for a part of :class:`DMDNet` that was left out (:meth:`DMDNet.keep_tasks`).
+
+    Using it raises an error that names the part and the tasks the model was loaded for.
+    """
+
+    def __init__(self, name: str, tasks: Collection[str]) -> None:
+        super().__init__()
+        self.part = name
+        self.tasks = tuple(tasks)
+
+    def _error(self) -> AttributeError:
+        needs = sorted(t for t in TASKS if self.part in _TASK_MODULES[t])
+        return AttributeError(
+            f"DMDNet.{self.part} was not loaded: this model was loaded for the tasks {self.tasks}; "
+            f"load it with tasks including one of {needs}"
+        )
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        raise self._error()
+
+    def __getitem__(self, key: str) -> nn.Module:
+        raise self._error()
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            raise self._error() from None
+
+
 class DMDNet(nn.Module):
     """The DMDNet restoration network (see the module docstring)."""
 
@@ -202,11 +263,23 @@ class DMDNet(nn.Module):
             ups.append(SFTUpBlock(cin, cfg.stage_channels(max(i - 1, 0))))
         self.up = nn.ModuleList(ups)
         self.head = Head(cfg.channels)
-        #: Inference computes the 512² tail in bands of this many rows (memory); ``None``: one pass.
+        #: Inference computes the 512² tail in bands of about this many rows of fp32 maps (memory; bf16 maps
+        #: get twice the rows, the same bytes, and half the recomputed halo rows); ``None``: one pass.
         self.tail_band_rows: int | None = 128
         #: CPU fp32 inference returns freed heap pages to the OS before the banded tail (peak RSS; see
         #: :mod:`dmdnet.heap`); costs 10–20 ms per call.
         self.trim_heap: bool = True
+
+    def keep_tasks(self, tasks: Collection[str]) -> None:
+        """Replace the modules that none of ``tasks`` runs by :class:`NotLoaded` (before loading weights).
+
+        A model that only restores never holds the reference encoder (and, for generic restoration, the
+        fusion nets); one that only builds dictionaries holds neither the LQ path nor the generic dictionary.
+        """
+        keep = modules_for(tasks)
+        for name, _ in list(self.named_children()):
+            if name not in keep:
+                setattr(self, name, NotLoaded(name, tasks))
 
     # -- component windows -------------------------------------------------------------------------
     @staticmethod
@@ -292,11 +365,18 @@ class DMDNet(nn.Module):
         x = self._decode(feats, guides)
         if self.tail_band_rows is None or torch.is_grad_enabled():
             return self.head(self.up[-1].upsample(x))
-        if self.trim_heap and x.device.type == "cpu" and x.dtype == torch.float32:
-            # the encoder's and decoder's freed maps would stay resident while the tail allocates its own
-            # (bf16 maps are half the size and its peak is far lower: there the trim would only cost time)
+        self._release_heap(x)
+        return self._banded_tail(x, self.tail_band_rows * 4 // x.element_size())
+
+    def _release_heap(self, x: torch.Tensor) -> None:
+        """CPU fp32 inference: return freed maps to the OS before a phase that allocates maps of new sizes.
+
+        Otherwise the freed maps of earlier phases stay resident while the next phase allocates its own
+        (bf16 maps are half the size and their peak is far lower: there the trim would only cost time).
+        """
+        fp32_cpu = x.device.type == "cpu" and x.dtype == torch.float32
+        if self.trim_heap and fp32_cpu and not torch.is_grad_enabled():
             release_free_heap()
-        return self._banded_tail(x, self.tail_band_rows)
 
     def _decode(self, feats: list[torch.Tensor], guides: list[torch.Tensor]) -> torch.Tensor:
         """Bottleneck, SFT up-blocks and the last block's modulation (at 256²).
@@ -307,6 +387,7 @@ class DMDNet(nn.Module):
         feats.clear()
         for block in self.up[:-1]:
             x = block(x, guides.pop())
+        self._release_heap(x)  # the 256² modulation is the peak of the pass
         return self.up[-1].modulate(x, guides.pop())
 
     #: Number of 3×3 convolutions after the last upsampling (up.conv1/2, head: 1 + 2×2 + 1).
@@ -315,25 +396,28 @@ class DMDNet(nn.Module):
     def _banded_tail(self, h: torch.Tensor, rows: int) -> torch.Tensor:
         """The full-resolution tail (upsample → up ConvPair → head) in horizontal bands.
 
-        Each band of ``rows`` output rows is computed from a slab with a halo of ``_TAIL_CONVS`` rows
-        (one per 3×3 conv) plus one input row for the bilinear kernel, so every output row sees exactly
-        the inputs it sees in one full pass; only the halo rows are computed twice. Every slab has the same
-        height (slabs at the image border are shifted inwards, not cut), so all bands allocate maps of
+        The output is cut into ``n = ceil(2H / rows)`` bands. Each is computed from a slab of the upsampled
+        map that reaches ``_TAIL_CONVS`` rows (one per 3×3 conv) past every band edge inside the image,
+        so every output row sees exactly the inputs it sees in one full pass; only those halo rows are
+        computed twice. All slabs have the same height ``S`` (the first starts at the top of the image, the
+        last ends at the bottom, the others are spread evenly in between), so all bands allocate maps of
         the same sizes and reuse the same heap chunks. This caps the memory of the 512² maps at about
-        ``(rows + 2·halo) / 512`` of a full pass.
-        ``h``: ``(B, C, H, W)`` after the last modulation → ``(B, 3, 2H, 2W)``.
+        ``S / 512`` of a full pass. ``h``: ``(B, C, H, W)`` after the last modulation → ``(B, 3, 2H, 2W)``.
         """
         out_h = 2 * h.shape[-2]
         halo = self._TAIL_CONVS
-        span = rows + 2 * halo  # rows of every slab of the upsampled map
-        if span >= out_h:
+        n = -(-out_h // rows)
+        span = -(-(out_h + 2 * halo * (n - 1)) // n)  # slab height S: n·S covers the image and the halos
+        if n == 1 or span >= out_h:
             return self.head(self.up[-1].upsample(h))
-        src_span = (span + 1) // 2 + 2  # input rows of every slab
+        src_span = (span + 1) // 2 + 2  # rows of ``h`` behind every slab (bilinear kernel included)
+        # slab tops: 0, …, out_h − S, evenly spread; consecutive tops are at most S − 2·halo apart
+        tops = [(i * (out_h - span)) // (n - 1) for i in range(n)]
+        # band i outputs rows [edges[i], edges[i+1]): from halo rows below its slab's top (none at row 0)
+        edges = [0] + [lo + halo for lo in tops[1:]] + [out_h]
         bands = []
-        for top in range(0, out_h, rows):
-            bottom = min(top + rows, out_h)
-            lo = min(max(top - halo, 0), out_h - span)  # the slab's rows of the upsampled map
-            src_lo = max(min(lo // 2 - 1, h.shape[-2] - src_span), 0)  # the slab's rows of ``h``
+        for lo, top, bottom in zip(tops, edges[:-1], edges[1:], strict=True):
+            src_lo = max(min(lo // 2 - 1, h.shape[-2] - src_span), 0)
             y = self.up[-1].upsample(h[:, :, src_lo : src_lo + src_span])
             y = self.head(y[:, :, lo - 2 * src_lo : lo - 2 * src_lo + span])
             bands.append(y[:, :, top - lo : bottom - lo])

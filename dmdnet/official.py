@@ -12,13 +12,13 @@ from __future__ import annotations
 import pickle
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
 
 from dmdnet.blocks import fold_spectral_norm
-from dmdnet.network import COMPONENTS, SCALES, DMDNet, DMDNetConfig, slot_name
+from dmdnet.network import COMPONENTS, SCALES, TASKS, DMDNet, DMDNetConfig, modules_for, slot_name
 
 __all__ = [
     "OFFICIAL_URL",
@@ -144,34 +144,55 @@ def _check_layout(state: Mapping[str, torch.Tensor], expected: Mapping[str, tupl
 
 
 def convert_official_state_dict(
-    state: Mapping[str, torch.Tensor], *, config: DMDNetConfig | None = None, inplace: bool = False
+    state: Mapping[str, torch.Tensor],
+    *,
+    config: DMDNetConfig | None = None,
+    inplace: bool = False,
+    tasks: Collection[str] = TASKS,
 ) -> OrderedDict[str, torch.Tensor]:
     """Check an official state dict strictly and convert it to this module's (folded) state dict.
 
-    ``inplace=True`` folds the spectral norm into the ``weight_orig`` tensors themselves (only for a
-    state dict nobody else holds). Raises :class:`CheckpointError` listing missing, unexpected and wrongly
-    shaped keys.
+    Every key is checked; only the layers and buffers that ``tasks`` run are converted (the others are not
+    even read). ``inplace=True`` folds the spectral norm into the ``weight_orig`` tensors themselves (only
+    for a state dict nobody else holds); otherwise every conv weight and bias is a new tensor, and only the
+    generic-dictionary buffers are the state dict's own tensors. Raises :class:`CheckpointError` listing
+    missing, unexpected and wrongly shaped keys.
     """
     _check_layout(state, official_shapes(config))
+    keep = modules_for(tasks)
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for off, mine in official_layer_map().items():
+        if mine.split(".", 1)[0] not in keep:
+            continue
         w = state[f"{off}.weight_orig"]
         u, v = state[f"{off}.weight_u"], state[f"{off}.weight_v"]
         out[f"{mine}.weight"] = fold_spectral_norm(w.float(), u.float(), v.float(), inplace=inplace)
-        out[f"{mine}.bias"] = state[f"{off}.bias"]
-    for off, mine in official_buffer_map().items():
-        out[mine] = state[off]
+        bias = state[f"{off}.bias"]
+        out[f"{mine}.bias"] = bias if inplace else bias.clone()
+    if "memory" in keep:
+        for off, mine in official_buffer_map().items():
+            out[mine] = state[off]
     return out
 
 
+def _torch_load(path: Path, *, mmap: bool) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except RuntimeError as exc:
+        if mmap and "mmap" in str(exc):  # a checkpoint in the legacy (pre-zip) format cannot be mapped
+            return torch.load(path, map_location="cpu", weights_only=True)
+        raise
+
+
 def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
+    """The official state dict in ``path``, memory-mapped (tensors are read from disk when first used)."""
     if not path.is_file():
         raise FileNotFoundError(
             f"DMDNet weights not found: {path}. Download DMDNet.pth from {OFFICIAL_URL} "
             f"and pass its path (e.g. put it at models/dmdnet/DMDNet.pth)."
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path, mmap=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read DMDNet checkpoint {path}: {type(exc).__name__}: {exc}. "
@@ -189,24 +210,45 @@ def load_official(
     *,
     config: DMDNetConfig | None = None,
     device: str | torch.device = "cpu",
+    tasks: Collection[str] = TASKS,
 ) -> DMDNet:
     """Build :class:`DMDNet` from the official checkpoint layout (1,014 keys), in eval mode.
+
+    The whole checkpoint is checked, but only the parts that ``tasks`` run are loaded (the others are
+    :class:`dmdnet.network.NotLoaded`): generic restoration needs 499 of the 574 MB, restoration with a
+    cached specific dictionary 528 MB, building dictionaries 46 MB. From a file, the generic dictionary
+    (420 MB) stays memory-mapped on the CPU: its pages are read from disk when a restoration first uses
+    them.
 
     Args:
         source: path to ``DMDNet.pth`` or an already loaded official state dict.
         config: network hyper-parameters (default: the released model).
         device: where the model lives.
+        tasks: any of ``"generic"``, ``"specific"`` (restore with a specific dictionary) and
+            ``"dictionary"`` (build specific dictionaries); default all.
 
     Raises:
         FileNotFoundError: the file does not exist (the message names the download URL).
         CheckpointError: unreadable file, or a state dict with missing / unexpected / mis-shaped keys.
     """
-    own = isinstance(source, (str, Path))
-    state = _read_checkpoint(Path(source)) if own else source
-    converted = convert_official_state_dict(state, config=config, inplace=own)
-    del state
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        converted = convert_official_state_dict(_read_checkpoint(path), config=config, tasks=tasks)
+        if "memory" in modules_for(tasks):
+            # the conv weights are folded copies now, but the mapping they were read from stays resident
+            # as long as any tensor of it lives: map the file once more for the dictionary alone, so that
+            # the first mapping (with the conv pages just read) is released
+            again = _read_checkpoint(path)
+            for off, mine in official_buffer_map().items():
+                if tuple(again[off].shape) != tuple(converted[mine].shape):
+                    raise CheckpointError(f"{path} changed while it was being read")
+                converted[mine] = again[off]
+            del again
+    else:
+        converted = convert_official_state_dict(source, config=config, tasks=tasks)
     with torch.device("meta"):
         model = DMDNet(config=config)
+    model.keep_tasks(tasks)
     model.load_state_dict(
         {k: v.to(device=device, dtype=torch.float32).contiguous() for k, v in converted.items()},
         strict=True,

@@ -155,7 +155,13 @@ def run(args: argparse.Namespace) -> Counter:
     """Restore every input; returns counts of outcomes (``restored`` and one key per failure kind)."""
     counts: Counter = Counter()
     inputs = list_images(args.input)
-    model = load_official(args.weights)
+    # load only what this run needs: the reference encoder only with --references
+    tasks = ["generic"]
+    if args.references is not None or args.dictionary is not None:
+        tasks.append("specific")
+    if args.references is not None:
+        tasks.append("dictionary")
+    model = load_official(args.weights, tasks=tasks)
     restorer = Restorer(
         model, InferenceConfig(device=args.device, precision=args.precision, batch_size=args.batch)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,46 @@ def test_bf16_restorer_converts_convs_once_and_stays_close(lq, dmdnet_fixture_ch
     assert 10 * np.log10(1 / mse) >= 40  # PSNR against the official fp32 output, images in [0, 1]
     with pytest.raises(ValueError, match="converted to bf16"):
         Restorer(bf16_model, InferenceConfig(precision="fp32"))
+
+
+def _mapped_from(path, tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s memory lies in a mapping of the file ``path`` (Linux ``/proc/self/maps``)."""
+    ptr = tensor.data_ptr()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].strip() == str(path):
+                lo, hi = (int(a, 16) for a in fields[0].split("-"))
+                if lo <= ptr < hi:
+                    return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads Linux /proc/self/maps")
+def test_models_loaded_per_task_give_the_official_outputs(lq, references, dmdnet_fixture_checkpoint):
+    # a process that builds dictionaries and one that restores with them load disjoint parts of the file
+    builder = load_official(dmdnet_fixture_checkpoint, tasks=("dictionary",))
+    dictionary = Restorer(builder).build_dictionary(*references)
+    restorer_model = load_official(dmdnet_fixture_checkpoint, tasks=("specific",))
+    _check_output(Restorer(restorer_model).restore(*lq, dictionary), "out_specific")
+    generic_model = load_official(dmdnet_fixture_checkpoint, tasks=("generic",))
+    _check_output(Restorer(generic_model).restore(*lq), "out_generic")
+
+    def megabytes(m: torch.nn.Module) -> float:
+        return sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers())) / 2**20
+
+    assert megabytes(builder) < 50 < megabytes(generic_model) < megabytes(restorer_model) < 540
+    # the generic dictionary is read from the file's mapping on first use, conv weights are folded copies
+    assert _mapped_from(dmdnet_fixture_checkpoint, generic_model.memory.le_256_value)
+    assert not _mapped_from(dmdnet_fixture_checkpoint, generic_model.head.conv_in.weight)
+
+    # what a part left out says when it is needed
+    with pytest.raises(AttributeError, match=r"DMDNet\.lq_encoder was not loaded.*\('dictionary',\)"):
+        Restorer(builder).restore(*lq)
+    with pytest.raises(AttributeError, match=r"DMDNet\.hq_encoder was not loaded.*\['dictionary'\]"):
+        Restorer(restorer_model).build_dictionary(*references)
+    with pytest.raises(AttributeError, match=r"DMDNet\.fusion was not loaded.*\['specific'\]"):
+        Restorer(generic_model).restore(*lq, dictionary)
+    for bad in ((), ("generic", "everything")):
+        with pytest.raises(ValueError, match="tasks must be a non-empty subset"):
+            load_official(dmdnet_fixture_checkpoint, tasks=bad)
