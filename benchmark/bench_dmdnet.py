@@ -29,10 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
@@ -51,6 +53,7 @@ TASKS = ("generic", "dictionary", "cached")
 WORKER_TASKS = {
     "generic": ("generic",),
     "psnr": ("generic",),
+    "convs": ("generic",),
     "dictionary": ("dictionary",),
     "savedict": ("dictionary",),
     "cached": ("specific",),
@@ -115,6 +118,50 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+_CONV_OPS = frozenset({"conv2d", "convolution", "_convolution_pointwise", "_convolution_pointwise_"})
+
+
+class _ConvRecorder(TorchDispatchMode):
+    """Records every convolution call (plain or oneDNN-fused) with its arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, tuple, dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if func.overloadpacket.__name__ in _CONV_OPS:
+            self.calls.append((func, args, kwargs))
+        return func(*args, **kwargs)
+
+
+def replay_convolutions(run: Callable[[], object], *, runs: int) -> dict:
+    """The convolutions of one ``run()`` replayed one by one, each on its own (warm, median of ``runs``).
+
+    Their summed time is what the convolutions alone cost on this machine in the same shapes, dtypes and
+    layouts: the pass cannot be faster than that without doing fewer multiply-adds.
+    """
+    recorder = _ConvRecorder()
+    with torch.inference_mode(), recorder:
+        run()
+    total_s, flops = 0.0, 0.0
+    with torch.inference_mode():
+        for func, args, kwargs in recorder.calls:
+            weight = args[2] if func._overloadname == "binary" else args[1]  # (x, other, weight, …) there
+            out = func(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args], **kwargs)
+            # 2 · out elements · (in channels per group · kh · kw) multiply-adds
+            flops += 2.0 * out.numel() * weight[0].numel()
+            times = []
+            for _ in range(runs):
+                # a fresh first argument: the in-place variant writes into it
+                fresh = [a.clone() if not i and torch.is_tensor(a) else a for i, a in enumerate(args)]
+                t0 = time.perf_counter()
+                func(*fresh, **kwargs)
+                times.append(time.perf_counter() - t0)
+            total_s += float(np.median(times))
+    return {"conv_calls": len(recorder.calls), "conv_gflop": flops / 1e9, "conv_s": total_s}
+
+
 def worker(args: argparse.Namespace) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able dict."""
     torch.set_num_threads(args.threads)
@@ -124,7 +171,7 @@ def worker(args: argparse.Namespace) -> dict:
         model, InferenceConfig(device=args.device, precision=args.precision, batch_size=args.worker_batch)
     )
     load_rss_mb = _rss_mb()
-    generic = args.worker in ("generic", "psnr")
+    generic = args.worker in ("generic", "psnr", "convs")
     lq, lq_boxes, refs, ref_boxes = _inputs(args.fixture, args.worker_batch, 0 if generic else args.refs)
     dictionary = None
     if args.worker == "savedict":  # the cached task's dictionary, built once in its own process
@@ -144,6 +191,10 @@ def worker(args: argparse.Namespace) -> dict:
             restorer.restore(lq, lq_boxes)
 
     result: dict = {"task": args.worker, "batch": args.worker_batch}
+    if args.worker == "convs":
+        restorer.restore(lq, lq_boxes)  # warm-up
+        result.update(replay_convolutions(lambda: restorer.restore(lq, lq_boxes), runs=args.runs))
+        return result
     if args.worker == "psnr":
         out = restorer.restore(lq[:1], lq_boxes[:1])
         del restorer, model  # a bf16 restorer converted the model's convs in place: load it again for fp32
@@ -213,11 +264,19 @@ def main() -> None:
     parser.add_argument("--refs", type=int, default=8, help="references in the specific dictionary")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument(
+        "--convs",
+        action="store_true",
+        help="also replay the convolutions of one generic pass one by one (CPU): what they alone cost",
+    )
+    parser.add_argument(
         "--weights", type=Path, default=None, help="official DMDNet.pth (default: fixture rule)"
     )
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="fixture folder with lq.png and refs/")
     parser.add_argument(
-        "--worker", default=None, choices=(*TASKS, "psnr", "weights", "savedict"), help=argparse.SUPPRESS
+        "--worker",
+        default=None,
+        choices=(*TASKS, "psnr", "convs", "weights", "savedict"),
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--dictionary-file", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -257,6 +316,12 @@ def main() -> None:
                     f"peak RSS {r['peak_rss_mb']:.0f} MiB (after loading {r['load_rss_mb']:.0f} MiB){extra}  "
                     f"runs {r['times_s']}"
                 )
+        if args.convs and args.device == "cpu":
+            r = _spawn(args, "convs", 1, weights)
+            print(
+                f"generic, convolutions alone: {r['conv_calls']} calls, {r['conv_gflop']:.0f} GFLOP, "
+                f"replayed one by one {r['conv_s']:.3f} s ({r['conv_gflop'] / r['conv_s']:.0f} GFLOP/s)"
+            )
         if args.precision == "bf16":
             r = _spawn(args, "psnr", 1, weights)
             print(f"bf16 generic vs fp32 on the fixture LQ: PSNR {r['psnr_db']:.2f} dB")
