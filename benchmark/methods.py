@@ -214,6 +214,10 @@ class DMDNetBackend(Protocol):
         """The specific dictionary of N ≥ 1 references ``(N, 3, 512, 512)`` of one identity."""
         ...
 
+    def join_dictionaries(self, parts: Sequence[object]) -> object:
+        """One dictionary with the items of ``parts`` in order (items are computed per reference)."""
+        ...
+
     def restore_specific(self, images: torch.Tensor, boxes: np.ndarray, dictionary: object) -> torch.Tensor:
         """Restoration with the generic and the given specific dictionary → ``(B, 3, 512, 512)``."""
         ...
@@ -231,12 +235,21 @@ class _RestorerBackend:
     def build_dictionary(self, references: torch.Tensor, boxes: np.ndarray) -> object:
         return self.restorer.build_dictionary(references, boxes)
 
+    def join_dictionaries(self, parts: Sequence[object]) -> object:
+        from dmdnet.dictionary import SpecificDictionary
+
+        return SpecificDictionary.concat(parts)
+
     def restore_specific(self, images: torch.Tensor, boxes: np.ndarray, dictionary: object) -> torch.Tensor:
         return self.restorer.restore(images, boxes, dictionary)
 
 
 def load_dmdnet_backend(
-    source: Path | Mapping[str, torch.Tensor], *, device: str = "cpu", batch_size: int = 4
+    source: Path | Mapping[str, torch.Tensor],
+    *,
+    device: str = "cpu",
+    batch_size: int = 4,
+    use_references: bool = True,
 ) -> DMDNetBackend:
     """A :class:`DMDNetBackend` running :mod:`dmdnet` in fp32 with the official checkpoint.
 
@@ -244,6 +257,8 @@ def load_dmdnet_backend(
         source: path of ``DMDNet.pth``, or its state dict (official layout).
         device: torch device.
         batch_size: images per network call.
+        use_references: also load the parts that build and use specific dictionaries (otherwise only
+            :meth:`DMDNetBackend.restore_generic` works).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -252,7 +267,8 @@ def load_dmdnet_backend(
     from dmdnet.inference import InferenceConfig, Restorer
     from dmdnet.official import load_official
 
-    model = load_official(source, device="cpu")
+    tasks = ("generic", "specific", "dictionary") if use_references else ("generic",)
+    model = load_official(source, device="cpu", tasks=tasks)
     return _RestorerBackend(Restorer(model, InferenceConfig(device=device, batch_size=batch_size)))
 
 
@@ -269,7 +285,9 @@ class DMDNetMethod:
     landmarks when no face is found (counted in :meth:`take_notes`); ``"gt"`` uses the ground-truth
     landmarks throughout. References (``dmdnet`` only): the identity's other images of the split with their
     stored landmarks, at most ``max_references``; the test image itself is never one of them. An input whose
-    identity has no other image is restored with the generic dictionary only (counted).
+    identity has no other image is restored with the generic dictionary only (counted). Dictionary items
+    are computed per reference image, so each image of an identity is encoded once and every input's
+    dictionary joins the items of its own references (the cache holds one identity at a time).
     """
 
     def __init__(
@@ -284,8 +302,15 @@ class DMDNetMethod:
             DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
         )
         if backend is None:
-            backend = load_dmdnet_backend(self.weights, device=options.device, batch_size=options.batch_size)
+            backend = load_dmdnet_backend(
+                self.weights,
+                device=options.device,
+                batch_size=options.batch_size,
+                use_references=use_references,
+            )
         self.backend = backend
+        self._items: dict[Path, object] = {}  # one-item dictionaries of the current identity's images
+        self._items_identity: str | None = None
         self._analyzer: FaceAnalyzer | None = None
         self._notes = {"landmarks_from_ground_truth": 0, "inputs_without_references": 0}
 
@@ -309,9 +334,14 @@ class DMDNetMethod:
         from dmdnet.boxes import component_boxes
         from dmdnet.inference import to_tensor
 
-        images = to_tensor(np.stack([read_image(r.image_path) for r in refs]))
-        boxes = np.stack([component_boxes(read_landmarks(r.landmarks_path)) for r in refs])
-        return self.backend.build_dictionary(images.to(self.options.device), boxes)
+        if case.identity != self._items_identity:
+            self._items, self._items_identity = {}, case.identity
+        for ref in refs:
+            if ref.image_path not in self._items:
+                image = to_tensor(read_image(ref.image_path)).to(self.options.device)
+                boxes = component_boxes(read_landmarks(ref.landmarks_path))[None]
+                self._items[ref.image_path] = self.backend.build_dictionary(image, boxes)
+        return self.backend.join_dictionaries([self._items[r.image_path] for r in refs])
 
     def restore(self, cases: Sequence[TestCase], lq: Sequence[np.ndarray]) -> list[np.ndarray]:
         from dmdnet.boxes import component_boxes

@@ -73,15 +73,27 @@ class SpecificDictionary:
 
     def merge(self, other: SpecificDictionary) -> SpecificDictionary:
         """A dictionary with the items of both (e.g. after new reference photos arrive)."""
-        refs = self.references + other.references if self.references and other.references else ()
-        return SpecificDictionary(
-            keys={s: torch.cat([self.keys[s], other.keys[s].to(self.keys[s].device)]) for s in _SLOTS},
-            values={
-                s: torch.cat([self.values[s], other.values[s].to(self.values[s].device)]) for s in _SLOTS
-            },
-            references=refs,
-            identity=self.identity,
-            metadata=self.metadata,
+        return SpecificDictionary.concat([self, other])
+
+    @classmethod
+    def concat(cls, parts: Sequence[SpecificDictionary]) -> SpecificDictionary:
+        """One dictionary with the items of ``parts`` in order, on the first part's device.
+
+        Items are computed per reference, so joining one-item dictionaries of N images gives the
+        dictionary built from the N images at once. Identity and metadata come from the first part;
+        reference names are kept when every part names its references.
+        """
+        if not parts:
+            raise ValueError("concat needs at least one dictionary")
+        first = parts[0]
+        device = next(iter(first.keys.values())).device
+        named = all(p.references for p in parts)
+        return cls(
+            keys={s: torch.cat([p.keys[s].to(device) for p in parts]) for s in _SLOTS},
+            values={s: torch.cat([p.values[s].to(device) for p in parts]) for s in _SLOTS},
+            references=tuple(r for p in parts for r in p.references) if named else (),
+            identity=first.identity,
+            metadata=first.metadata,
         )
 
     @classmethod

@@ -125,6 +125,18 @@ def test_generic_matches_official(model, lq):
 def test_specific_matches_official_and_dictionary_round_trip(model, lq, references, tmp_path):
     dictionary = SpecificDictionary.build(model, *references, names=("ref_0", "ref_1", "ref_2"))
     assert dictionary.num_references == 3
+    # items are computed per reference: one-item dictionaries joined give the same dictionary
+    images, boxes = references
+    joined = SpecificDictionary.concat(
+        [
+            SpecificDictionary.build(model, images[k : k + 1], boxes[k : k + 1], names=(f"ref_{k}",))
+            for k in range(3)
+        ]
+    )
+    assert joined.references == dictionary.references
+    for slot in dictionary.keys:
+        torch.testing.assert_close(joined.keys[slot], dictionary.keys[slot], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(joined.values[slot], dictionary.values[slot], rtol=1e-5, atol=1e-6)
     key = np.load(FIXTURE / "intermediates" / "specific_dict_lefteye_s64_key.npy")
     assert _rel(dictionary.keys["le_64"].numpy(), key) <= REL_L2_INTERMEDIATE
 

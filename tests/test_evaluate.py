@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from benchmark import evaluate
 from benchmark.evaluate import build_metrics, build_test_cases, run
@@ -402,6 +403,9 @@ class FakeDMDNet:
         self.calls.append(("dictionary", tuple(references.shape), boxes.copy()))
         return references
 
+    def join_dictionaries(self, parts):
+        return torch.cat(list(parts))
+
     def restore_specific(self, images, boxes, dictionary):
         self.calls.append(("specific", tuple(images.shape), boxes.copy()))
         return dictionary[:1]
@@ -449,6 +453,21 @@ def test_dmdnet_specific_uses_the_identitys_other_images_only(tiny, tmp_path: Pa
     method.restore([lonely], [read_image(lonely.lq_path)])
     assert fake.calls[-1][0] == "generic"
     assert method.take_notes() == {"landmarks_from_ground_truth": 0, "inputs_without_references": 1}
+
+
+def test_dmdnet_specific_encodes_each_reference_once(tiny, tmp_path: Path) -> None:
+    method, fake = _dmdnet(tmp_path, use_references=True, input_landmarks="gt")
+    first, second = build_test_cases(tiny["dataset"], tiny["lq"], "test", "x8")[:2]
+    assert first.identity == second.identity and first.references == (second.gt,)
+    # a third input of the same identity whose references are both images above: nothing new to encode
+    third = TestCase(
+        f"{first.identity}/9", first.identity, "x8", first.lq_path, first.gt, (first.gt, second.gt)
+    )
+    out = method.restore([first, second, third], [read_image(c.lq_path) for c in (first, second, third)])
+    assert [c[0] for c in fake.calls] == ["dictionary", "specific", "dictionary", "specific", "specific"]
+    assert fake.calls[-1][1] == (1, 3, 512, 512)
+    # its dictionary joins the items in its references' order (the fake restores to the first one)
+    np.testing.assert_array_equal(out[2], read_image(first.gt.image_path))
 
 
 def test_dmdnet_method_runs_the_real_network(dmdnet_fixture_checkpoint: Path, tiny, tmp_path: Path) -> None:
