@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
-from celebref.config import StageConfig
 from dmdnet.dictionary import SpecificDictionary
 from dmdnet.network import DMDNet
 
@@ -25,14 +25,26 @@ PRECISIONS = ("fp32", "bf16")
 Precision = Literal["fp32", "bf16"]
 
 
-class InferenceConfig(StageConfig):
-    """How to run the network."""
+@dataclass(frozen=True, kw_only=True)
+class InferenceConfig:
+    """How to run the network.
+
+    A plain dataclass: inference needs nothing beyond torch and numpy (e.g. on a bare GPU machine).
+    """
 
     device: str = "cpu"
     precision: Precision = "fp32"
     batch_size: int = 1
     channels_last: bool = True
     dictionary_chunk: int = 4
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.dictionary_chunk < 1:
+            raise ValueError(f"dictionary_chunk must be >= 1, got {self.dictionary_chunk}")
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -66,10 +78,6 @@ class Restorer:
 
     def __init__(self, model: DMDNet, config: InferenceConfig | None = None) -> None:
         cfg = config or InferenceConfig()
-        if cfg.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
-        if cfg.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
         self.config = cfg
         self.device = torch.device(cfg.device)
         convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -269,3 +269,11 @@ def test_models_loaded_per_task_give_the_official_outputs(lq, references, dmdnet
     for bad in ((), ("generic", "everything")):
         with pytest.raises(ValueError, match="tasks must be a non-empty subset"):
             load_official(dmdnet_fixture_checkpoint, tasks=bad)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("precision", "fp16"), ("batch_size", 0), ("dictionary_chunk", 0)]
+)
+def test_inference_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        InferenceConfig(**{field: value})
