@@ -266,8 +266,8 @@ class DMDNet(nn.Module):
         #: Inference computes the 512² tail in bands of about this many rows of fp32 maps (memory; bf16 maps
         #: get twice the rows, the same bytes, and half the recomputed halo rows); ``None``: one pass.
         self.tail_band_rows: int | None = 128
-        #: CPU fp32 inference returns freed heap pages to the OS before the banded tail (peak RSS; see
-        #: :mod:`dmdnet.heap`); costs 10–20 ms per call.
+        #: CPU fp32 inference returns freed heap pages to the OS before the 256² modulation and before the
+        #: banded tail (peak RSS; see :mod:`dmdnet.heap`); costs about 25 ms per call on a 2-thread CPU.
         self.trim_heap: bool = True
 
     def keep_tasks(self, tasks: Collection[str]) -> None:
