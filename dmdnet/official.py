@@ -218,7 +218,8 @@ def load_official(
     :class:`dmdnet.network.NotLoaded`): generic restoration needs 499 of the 574 MB, restoration with a
     cached specific dictionary 528 MB, building dictionaries 46 MB. From a file, the generic dictionary
     (420 MB) stays memory-mapped on the CPU: its pages are read from disk when a restoration first uses
-    them.
+    them (so replace the file by writing a new one and renaming it, not by overwriting it in place, while
+    a process uses it).
 
     Args:
         source: path to ``DMDNet.pth`` or an already loaded official state dict.

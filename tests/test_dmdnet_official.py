@@ -230,11 +230,11 @@ def test_bf16_restorer_converts_convs_once_and_stays_close(lq, dmdnet_fixture_ch
 
 def _mapped_from(path, tensor: torch.Tensor) -> bool:
     """Whether ``tensor``'s memory lies in a mapping of the file ``path`` (Linux ``/proc/self/maps``)."""
-    ptr = tensor.data_ptr()
+    ptr, name = tensor.data_ptr(), str(Path(path).resolve())  # the kernel lists the resolved path
     with open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].strip() == str(path):
+            if len(fields) == 6 and fields[5].strip() == name:
                 lo, hi = (int(a, 16) for a in fields[0].split("-"))
                 if lo <= ptr < hi:
                     return True
