@@ -8,8 +8,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # only the parquet writer takes a frame: plain file writes need no pandas
+    import pandas as pd
 
 __all__ = ["atomic_path", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_parquet"]
 
