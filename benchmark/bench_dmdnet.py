@@ -12,7 +12,7 @@ allocated GPU memory). With
 fixture's LQ input. The weights follow the numerical fixture's deterministic rule (timing does not depend
 on the values; written to a temporary ``.pth`` by a child process) unless ``--weights`` names a real
 ``DMDNet.pth``. Peak RSS includes what the imports themselves map: about 0.5 GiB for the CUDA build of
-torch on this machine, 0.57 GiB with OpenCV (which reads the fixture images).
+torch on this machine.
 
     python benchmark/bench_dmdnet.py                        # CPU, fp32, batch 1, 2 threads
     python benchmark/bench_dmdnet.py --precision bf16
