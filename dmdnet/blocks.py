@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from celebref.hardware import fused_conv_dtypes
+
 __all__ = [
     "LRELU_SLOPE",
     "conv3x3",
@@ -31,29 +33,21 @@ __all__ = [
 LRELU_SLOPE = 0.2
 
 
-def _fused_available() -> bool:
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-        return False
-
-
-_FUSED = _fused_available()
-
-
 def _use_fused(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     """oneDNN conv+pointwise fusion: CPU inference, ``x`` in the conv's dtype (fp32 or bf16), channels-last.
 
     fp32 only outside autocast (bit-identical to conv then op); bf16 weights (a model converted for bf16
-    inference) also under autocast, which would cast nothing for them anyway.
+    inference) also under autocast, which would cast nothing for them anyway. The op is private to torch:
+    :func:`celebref.hardware.fused_conv_dtypes` probes once per process whether it exists, accepts these
+    inputs and gives the unfused result; where it does not, the plain ``conv2d`` path runs.
     """
-    if not (_FUSED and not torch.is_grad_enabled() and x.device.type == "cpu"):
+    if torch.is_grad_enabled() or x.device.type != "cpu":
         return False
     if x.dtype != conv.weight.dtype or not x.is_contiguous(memory_format=torch.channels_last):
         return False
-    if x.dtype == torch.bfloat16:
-        return True
-    return x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+        return False
+    return x.dtype in fused_conv_dtypes()
 
 
 def conv_op(

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from celebref.hardware import Capabilities, capabilities
 from dmdnet.dictionary import SpecificDictionary
 from dmdnet.network import DMDNet
 
@@ -74,12 +75,24 @@ class Restorer:
     bf16 on the CPU the conv weights and biases are also converted to bf16 once, in place (no per-call
     casts, fused oneDNN bf16 convolutions; the generic dictionary stays fp32): such a model then serves
     bf16 restorers only, and an fp32 :class:`Restorer` on it raises ``ValueError``.
+
+    The device's :class:`~celebref.hardware.Capabilities` are checked first: a precision the device
+    cannot run raises :class:`~celebref.hardware.UnsupportedPrecision` before the model is touched.
+    ``device_capabilities`` replaces the probed answer (tests, or a caller that probed already).
     """
 
-    def __init__(self, model: DMDNet, config: InferenceConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: DMDNet,
+        config: InferenceConfig | None = None,
+        *,
+        device_capabilities: Capabilities | None = None,
+    ) -> None:
         cfg = config or InferenceConfig()
         self.config = cfg
         self.device = torch.device(cfg.device)
+        self.capabilities = device_capabilities or capabilities(self.device)
+        self.capabilities.require(cfg.precision)
         convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
         if cfg.precision == "fp32" and any(c.weight.dtype != torch.float32 for c in convs):
             raise ValueError(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from celebref.hardware import capabilities
 from celebref.images import read_image, write_png
 from dmdnet.dictionary import SpecificDictionary
 from dmdnet.restore import main
@@ -76,3 +78,17 @@ def test_cli_missing_and_corrupt_checkpoint(tmp_path, capsys):
     rc = main(["--input", str(image), "--output", str(tmp_path / "o"), "--weights", str(bad)])
     assert rc == 2
     assert "cannot read DMDNet checkpoint" in capsys.readouterr().err
+
+
+def test_cli_refuses_bf16_where_the_cpu_cannot_run_it(weights, tmp_path, capsys, monkeypatch):
+    # an AVX2-only CPU: a clear error before any file is read or written, exit code 2
+    no_bf16 = dataclasses.replace(capabilities("cpu"), bf16=False, bf16_missing="no AVX-512 (test)")
+    monkeypatch.setattr("dmdnet.restore.capabilities", lambda device: no_bf16)
+    image = tmp_path / "lq.png"
+    write_png(image, read_image(FIXTURE / "lq.png"))
+    out = tmp_path / "out"
+    args = ["--input", str(image), "--output", str(out), "--weights", str(weights), "--precision", "bf16"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "precision bf16 is not supported on cpu" in err and "--precision fp32" in err
+    assert not out.exists()
