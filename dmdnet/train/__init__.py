@@ -1,0 +1,1 @@
+"""Training: losses, discriminators and the shared trainer (DESIGN.md, "Training layout")."""
