@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parametrize
 from torchvision.models import vgg19
 
+from dmdnet.train.discriminator import MultiScaleDiscriminator
 from dmdnet.train.losses import (
     VGG19_LAYERS,
     LossWeights,
@@ -120,3 +122,24 @@ def test_vgg_weights_missing_names_the_file(tmp_path, monkeypatch):
         VGGFeatures.from_file(cache_dir=tmp_path / "empty")
     with pytest.raises(ValueError, match="lacks"):
         VGGFeatures({"features.0.weight": torch.zeros(64, 3, 3, 3)})
+
+
+def test_multiscale_discriminator_shapes_and_spectral_norm():
+    disc = MultiScaleDiscriminator(scales=(1, 2, 4), width=8, depth=3)
+    logits = disc(torch.rand(2, 3, 64, 64) * 2 - 1)
+    assert [tuple(x.shape) for x in logits] == [(2, 1, 8, 8), (2, 1, 4, 4), (2, 1, 2, 2)]
+    convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(parametrize.is_parametrized(c, "weight") for c in convs)
+    # after a few power iterations in training mode each weight's largest singular value is about 1
+    disc.train()
+    for _ in range(20):
+        disc(torch.rand(1, 3, 64, 64))
+    w = convs[0].weight.reshape(convs[0].weight.shape[0], -1)
+    assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.05)
+    # hinge losses flow back into the discriminator parameters
+    real, fake = disc(torch.rand(1, 3, 64, 64)), disc(torch.rand(1, 3, 64, 64))
+    loss = sum(hinge_d_loss(r, f) for r, f in zip(real, fake, strict=True))
+    loss.backward()
+    assert all(p.grad is not None for p in disc.parameters())
+    with pytest.raises(ValueError, match="scales"):
+        MultiScaleDiscriminator(scales=(0,))
