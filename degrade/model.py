@@ -17,7 +17,7 @@ import numpy as np
 from degrade.config import DegradationRanges
 from degrade.ops import add_noise, downsample, gaussian_blur, jpeg, to_uint8
 
-__all__ = ["DegradationParams", "stable_hash", "image_rng", "sample_params", "apply"]
+__all__ = ["DegradationParams", "stable_hash", "image_rng", "sample_rng", "sample_params", "apply"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,13 @@ def image_rng(seed: int, image_id: str) -> np.random.Generator:
     PCG64 seeded through ``SeedSequence``: the same stream on every platform and in every process.
     """
     return np.random.default_rng([seed, stable_hash(image_id)])
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of one training sample: the same (seed, epoch, index) draws the same, in any worker."""
+    if min(seed, epoch, index) < 0:
+        raise ValueError(f"seed, epoch and index must be >= 0, got {seed}, {epoch}, {index}")
+    return np.random.default_rng([seed, epoch, index])
 
 
 def sample_params(rng: np.random.Generator, ranges: DegradationRanges) -> DegradationParams:

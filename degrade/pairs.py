@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from degrade.config import DegradeConfig
-from degrade.model import DegradationParams, apply, sample_params
+from degrade.model import DegradationParams, apply, sample_params, sample_rng
 from degrade.ops import upsample_to
 
 __all__ = ["DegradedPairs", "to_tensor"]
@@ -57,8 +57,7 @@ class DegradedPairs(Dataset):
 
     def params_for(self, index: int) -> DegradationParams:
         """The parameters drawn for ``index`` in the current epoch (no image work)."""
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return sample_params(rng, self.config.ranges)
+        return sample_params(sample_rng(self.seed, self.epoch, index), self.config.ranges)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, DegradationParams]:
         if not 0 <= index < len(self):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from degrade.model import sample_rng
 from dmdnet.boxes import component_boxes
 
 __all__ = ["IBUG68_MIRROR", "ColorJitter", "color_jitter", "flip_face", "sample_rng"]
@@ -81,10 +82,3 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, jitter: ColorJitte
     gray = x @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma
     x = (x - gray[..., None]) * s + gray[..., None]
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    """The generator of one training sample: the same (seed, epoch, index) draws the same, in any worker."""
-    if min(seed, epoch, index) < 0:
-        raise ValueError(f"seed, epoch and index must be >= 0, got {seed}, {epoch}, {index}")
-    return np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
