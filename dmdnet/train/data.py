@@ -1,0 +1,161 @@
+"""Training samples: augmented ground truth, LQ degraded on the fly (eq. 19), and references of the identity.
+
+Every draw of sample ``i`` in epoch ``e`` comes from :func:`degrade.model.sample_rng` ``(seed, e, i)``, in
+a fixed order (degradation parameters, flip, colour jitter, number of references, which references), so a
+sample is the same in any DataLoader worker and on any rank, and a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from celebref.images import read_image
+from curate.dataset import CelebRefHQ, FaceRecord, read_landmarks
+from degrade.config import DegradationRanges
+from degrade.model import DegradationParams, apply, sample_params, sample_rng
+from degrade.ops import upsample_to
+from degrade.pairs import to_tensor
+from dmdnet.boxes import component_boxes
+from dmdnet.train.augment import ColorJitter, color_jitter, flip_face
+
+__all__ = ["TrainingDataConfig", "TrainingSample", "TrainingFaces", "extra_faces", "collate_samples"]
+
+
+@dataclass(frozen=True)
+class TrainingDataConfig:
+    """How samples are drawn. ``max_references``: N is uniform in ``0…max`` (capped by what exists)."""
+
+    seed: int = 0
+    max_references: int = 8
+    flip_prob: float = 0.5
+    jitter: ColorJitter = field(default_factory=ColorJitter)
+    size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.seed < 0 or self.max_references < 0 or self.size < 8:
+            raise ValueError(f"seed and max_references must be >= 0 and size >= 8, got {self}")
+        if not 0 <= self.flip_prob <= 1:
+            raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """One training face: tensors in ``[-1, 1]``, boxes as in :func:`dmdnet.boxes.component_boxes`."""
+
+    lq: torch.Tensor  # (3, S, S)
+    gt: torch.Tensor  # (3, S, S)
+    boxes: torch.Tensor  # (4, 4) int64, of the (possibly flipped) ground truth
+    references: torch.Tensor  # (N, 3, S, S), N >= 0, the target itself never among them
+    reference_boxes: torch.Tensor  # (N, 4, 4) int64
+    identity: str
+    params: DegradationParams
+    flipped: bool
+
+
+def extra_faces(folder: str | Path) -> tuple[FaceRecord, ...]:
+    """Aligned HQ faces of a folder (``<name>.png`` + ``<name>.landmarks.txt``) for generic training only.
+
+    They belong to no identity (``identity == ""``) and so never serve as references.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"extra face folder not found: {folder}")
+    records = []
+    for k, png in enumerate(sorted(folder.glob("*.png"))):
+        landmarks = png.with_suffix(".landmarks.txt")
+        if not landmarks.is_file():
+            raise FileNotFoundError(f"{png}: no landmarks file {landmarks.name} beside it")
+        records.append(FaceRecord("", "extra", k, png, landmarks))
+    if not records:
+        raise ValueError(f"{folder}: no aligned .png faces")
+    return tuple(records)
+
+
+class TrainingFaces(Dataset):
+    """Training samples from a CelebRef-HQ split plus optional extra faces (e.g. FFHQ, generic only)."""
+
+    def __init__(
+        self,
+        faces: CelebRefHQ,
+        ranges: DegradationRanges,
+        config: TrainingDataConfig | None = None,
+        *,
+        extra: Sequence[FaceRecord] = (),
+    ) -> None:
+        self.faces = faces
+        self.ranges = ranges
+        self.config = config or TrainingDataConfig()
+        self.records: tuple[FaceRecord, ...] = (*faces.records, *extra)
+        if not self.records:
+            raise ValueError(f"no training faces in {faces.root}/{faces.split} or the extra folders")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, record: FaceRecord) -> tuple[np.ndarray, np.ndarray]:
+        image, landmarks = read_image(record.image_path), read_landmarks(record.landmarks_path)
+        size = self.config.size
+        if image.shape != (size, size, 3):
+            got = image.shape
+            raise ValueError(f"{record.image_path}: expected an aligned {size}×{size} RGB face, got {got}")
+        return image, landmarks
+
+    def __getitem__(self, index: int) -> TrainingSample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        cfg = self.config
+        record = self.records[index]
+        rng = sample_rng(cfg.seed, self.epoch, index)
+        params = sample_params(rng, self.ranges)
+        flip = bool(rng.random() < cfg.flip_prob)
+        image, landmarks = self._load(record)
+        if flip:
+            image, landmarks, boxes = flip_face(image, landmarks)
+        else:
+            boxes = component_boxes(landmarks)
+        gt = color_jitter(image, rng, cfg.jitter)
+        lq = upsample_to(apply(gt, params), cfg.size)
+
+        wanted = int(rng.integers(0, cfg.max_references + 1))
+        candidates = self.faces.references_for(record) if record.identity else ()
+        order = rng.permutation(len(candidates))
+        chosen = [candidates[k] for k in order[: min(wanted, len(candidates))]]
+        loaded = [self._load(r) for r in chosen]
+        size = cfg.size
+        refs = torch.stack([to_tensor(im) for im, _ in loaded]) if loaded else torch.zeros(0, 3, size, size)
+        ref_boxes = np.stack([component_boxes(lm) for _, lm in loaded]) if loaded else np.zeros((0, 4, 4))
+        return TrainingSample(
+            lq=to_tensor(lq),
+            gt=to_tensor(gt),
+            boxes=torch.from_numpy(boxes),
+            references=refs,
+            reference_boxes=torch.from_numpy(ref_boxes.astype(np.int64)),
+            identity=record.identity,
+            params=params,
+            flipped=flip,
+        )
+
+
+def collate_samples(batch: Sequence[TrainingSample]) -> dict[str, object]:
+    """Stack LQ, GT and boxes; references stay a list (each sample has its own N)."""
+    return {
+        "lq": torch.stack([s.lq for s in batch]),
+        "gt": torch.stack([s.gt for s in batch]),
+        "boxes": torch.stack([s.boxes for s in batch]),
+        "references": [s.references for s in batch],
+        "reference_boxes": [s.reference_boxes for s in batch],
+        "identities": [s.identity for s in batch],
+        "params": [s.params for s in batch],
+    }
