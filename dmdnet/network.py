@@ -354,8 +354,9 @@ class DMDNet(nn.Module):
             wins = {c: self._windows(boxes, c, stride, h, w) for c in COMPONENTS}
             # crop every component from the unmodified map before pasting anything
             crops = {c: crop_resize(feat, wins[c], self.config.crop_size(c, i)) for c in COMPONENTS}
-            # the 64² map also feeds the bottleneck unmodified, so paste into a copy there
-            guide = feat.clone() if i == len(SCALES) - 1 else feat
+            # the 64² map also feeds the bottleneck unmodified, so paste into a copy there; while training,
+            # autograd keeps every encoder map for the next stage's backward: paste into copies everywhere
+            guide = feat.clone() if i == len(SCALES) - 1 or torch.is_grad_enabled() else feat
             for comp in COMPONENTS:
                 name = slot_name(comp, scale)
                 part = self.enhance_component(name, crops[comp], None if specific is None else specific[name])
