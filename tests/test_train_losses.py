@@ -13,6 +13,7 @@ from dmdnet.train.losses import (
     VGG19_LAYERS,
     LossWeights,
     VGGFeatures,
+    generator_loss,
     gram_matrix,
     hinge_d_loss,
     hinge_g_loss,
@@ -143,3 +144,28 @@ def test_multiscale_discriminator_shapes_and_spectral_norm():
     assert all(p.grad is not None for p in disc.parameters())
     with pytest.raises(ValueError, match="scales"):
         MultiScaleDiscriminator(scales=(0,))
+
+
+def test_generator_loss_weights_and_sums_its_terms(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save(vgg19(weights=None).state_dict(), path)
+    vgg = VGGFeatures.from_file(path)
+    out, tgt = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    logits = [torch.randn(1, 1, 4, 4) for _ in range(3)]
+    terms = generator_loss(out, tgt, LossWeights(), vgg=vgg, fake_logits=logits)
+    feats_o, feats_t = vgg(out), vgg(tgt)
+    assert terms["mse"].item() == pytest.approx(300 * mse_loss(out, tgt).item(), rel=1e-6)
+    assert terms["perceptual"].item() == pytest.approx(perceptual_loss(feats_o, feats_t).item(), rel=1e-5)
+    assert terms["style"].item() == pytest.approx(0.1 * style_loss(feats_o, feats_t).item(), rel=1e-5)
+    for scale, lam, lg in zip((1, 2, 4), (4.0, 1.0, 0.5), logits, strict=True):
+        assert terms[f"adv_x{scale}"].item() == pytest.approx(-lam * lg.mean().item(), rel=1e-6)
+    parts = sum(v.item() for k, v in terms.items() if k != "total")
+    assert terms["total"].item() == pytest.approx(parts, rel=1e-6)
+    # perceptual and style off: no VGG needed, only MSE left
+    only_mse = generator_loss(out, tgt, LossWeights(perceptual=0, style=0))
+    assert set(only_mse) == {"mse", "total"}
+    with pytest.raises(ValueError, match="VGG-19"):
+        generator_loss(out, tgt, LossWeights())
+    with pytest.raises(ValueError, match="discriminator outputs"):
+        generator_loss(out, tgt, LossWeights(perceptual=0, style=0), fake_logits=logits[:2])

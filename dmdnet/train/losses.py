@@ -25,6 +25,7 @@ __all__ = [
     "VGG19_LAYERS",
     "LossWeights",
     "VGGFeatures",
+    "generator_loss",
     "gram_matrix",
     "hinge_d_loss",
     "hinge_g_loss",
@@ -140,3 +141,42 @@ class VGGFeatures(nn.Module):
             if index in self._taps:
                 taps.append(x)
         return taps
+
+
+def generator_loss(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    weights: LossWeights,
+    *,
+    vgg: VGGFeatures | None = None,
+    fake_logits: Sequence[torch.Tensor] = (),
+) -> dict[str, torch.Tensor]:
+    """Every weighted term of the generator's loss and their sum under ``"total"``.
+
+    ``fake_logits``: the discriminators' logits on ``output``, one per scale of ``weights``
+    (empty to leave the adversarial term out, e.g. before the discriminators start).
+    """
+    terms: dict[str, torch.Tensor] = {}
+    if weights.mse > 0:
+        terms["mse"] = weights.mse * mse_loss(output, target)
+    if weights.needs_vgg:
+        if vgg is None:
+            raise ValueError(
+                "perceptual / style weights > 0 need the VGG-19 features (VGGFeatures.from_file)"
+            )
+        out_feats, tgt_feats = vgg(output), vgg(target)
+        if weights.perceptual > 0:
+            terms["perceptual"] = weights.perceptual * perceptual_loss(out_feats, tgt_feats)
+        if weights.style > 0:
+            terms["style"] = weights.style * style_loss(out_feats, tgt_feats)
+    if fake_logits:
+        if len(fake_logits) != len(weights.adversarial):
+            raise ValueError(
+                f"{len(fake_logits)} discriminator outputs for {len(weights.adversarial)} scales"
+            )
+        for scale, lam, logits in zip(
+            weights.adversarial_scales, weights.adversarial, fake_logits, strict=True
+        ):
+            terms[f"adv_x{scale}"] = lam * hinge_g_loss(logits)
+    terms["total"] = sum(terms.values(), torch.zeros((), device=output.device))
+    return terms
