@@ -13,7 +13,7 @@ from degrade.config import DegradeConfig
 from degrade.model import DegradationParams, apply, sample_params, sample_rng
 from degrade.ops import upsample_to
 
-__all__ = ["DegradedPairs", "to_tensor"]
+__all__ = ["DegradedPairs", "EpochDataset", "to_tensor"]
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -22,7 +22,19 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return (x / 127.5 - 1.0).clamp_(-1.0, 1.0)
 
 
-class DegradedPairs(Dataset):
+class EpochDataset(Dataset):
+    """A dataset whose draws depend on the epoch: :meth:`set_epoch` selects it before each epoch."""
+
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose draws the following reads use."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+
+class DegradedPairs(EpochDataset):
     """Wrap any indexable of items ``(image, ...)`` — image RGB ``uint8`` ``(size, size, 3)`` — into pairs.
 
     ``pairs[i]`` is ``(lq, gt, params)``:
@@ -44,13 +56,6 @@ class DegradedPairs(Dataset):
         self.dataset = dataset
         self.config = config
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose draws the following reads use."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.dataset)

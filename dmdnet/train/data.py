@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from celebref.images import read_image
 from curate.dataset import CelebRefHQ, FaceRecord, read_landmarks
 from degrade.config import DegradationRanges
 from degrade.model import DegradationParams, apply, sample_params, sample_rng
 from degrade.ops import upsample_to
-from degrade.pairs import to_tensor
+from degrade.pairs import EpochDataset, to_tensor
 from dmdnet.boxes import component_boxes
 from dmdnet.train.augment import ColorJitter, color_jitter, flip_face
 
@@ -77,7 +76,7 @@ def extra_faces(folder: str | Path) -> tuple[FaceRecord, ...]:
     return tuple(records)
 
 
-class TrainingFaces(Dataset):
+class TrainingFaces(EpochDataset):
     """Training samples from a CelebRef-HQ split plus optional extra faces (e.g. FFHQ, generic only)."""
 
     def __init__(
@@ -94,12 +93,6 @@ class TrainingFaces(Dataset):
         self.records: tuple[FaceRecord, ...] = (*faces.records, *extra)
         if not self.records:
             raise ValueError(f"no training faces in {faces.root}/{faces.split} or the extra folders")
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.records)
