@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from celebref.hardware import UnsupportedPrecision, capabilities  # noqa: E402
+from celebref.hardware import UnsupportedDevice, UnsupportedPrecision, capabilities  # noqa: E402
 from celebref.images import read_image  # noqa: E402
 from dmdnet.boxes import component_boxes  # noqa: E402
 from dmdnet.dictionary import SpecificDictionary  # noqa: E402
@@ -292,7 +292,7 @@ def main() -> None:
     try:
         caps = capabilities(args.device)
         caps.require(args.precision)
-    except (UnsupportedPrecision, RuntimeError) as exc:
+    except (UnsupportedDevice, UnsupportedPrecision) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(
         f"torch {torch.__version__}, device {args.device}, precision {args.precision}, threads {args.threads}"

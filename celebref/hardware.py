@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "Capabilities",
+    "UnsupportedDevice",
     "UnsupportedPrecision",
     "capabilities",
     "cpu_model",
@@ -43,9 +44,10 @@ RELEVANT_FLAGS = (
     "amx_bf16",
 )
 
-#: Measured with ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` on an AMD EPYC (AVX-512 capped to
-#: AVX2 kernels), 2 threads, one 64→64 3×3 conv on a 128² map: fp32 10.5 ms, unfused bf16 50.4 ms
-#: (plain ``conv2d``) and 53.5 ms (autocast). bf16 without oneDNN's bf16 kernels is slower, not faster.
+#: ``python -m benchmark.bench_conv_precision`` on an AMD EPYC with its kernels capped to AVX2
+#: (``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``), 2 threads, one 64→64 3×3 conv on a 128² map,
+#: median of 7: fp32 5.5 ms, unfused bf16 30.2 ms, autocast 29.9 ms. Without oneDNN's bf16 kernels bf16 is
+#: slower, not faster.
 UNFUSED_BF16_NOTE = (
     "bf16 without oneDNN's bf16 convolutions runs about 5x slower than fp32, so it is not offered"
 )
@@ -55,27 +57,31 @@ class UnsupportedPrecision(ValueError):
     """The requested precision cannot run on this device; the message names what is missing."""
 
 
+class UnsupportedDevice(ValueError):
+    """The requested device does not exist here or is not one this toolkit runs on."""
+
+
 @functools.cache
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo``'s ``model name``), or what ``platform`` knows."""
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's ``/proc/cpuinfo`` fields (empty where the file does not exist)."""
     cpuinfo = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
-@functools.cache
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``'s ``model name``), or what ``platform`` knows."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_flags() -> frozenset[str]:
     """All CPU flags the kernel reports (empty where ``/proc/cpuinfo`` does not exist)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return frozenset()
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+    return frozenset(_cpuinfo().get("flags", "").split())
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,6 @@ class Capabilities:
             )
 
 
-def _leaky_relu(y: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(y, 0.2)
-
-
 def probe_fused_conv(dtype: torch.dtype, op: Callable[..., torch.Tensor] | None = None) -> bool:
     """Whether oneDNN's fused conv+pointwise op runs for ``dtype`` and gives the unfused result.
 
@@ -149,7 +151,7 @@ def probe_fused_conv(dtype: torch.dtype, op: Callable[..., torch.Tensor] | None 
             if inplace is not None:
                 got["add_"] = inplace(other.clone(), x, w, b, *args, "add", None, None, [], "")
             want = {
-                "leaky_relu": _leaky_relu(plain),
+                "leaky_relu": F.leaky_relu(plain, 0.2),
                 "add": plain + other.float(),
                 "mul": plain * other.float(),
                 "add_": plain + other.float(),
@@ -200,7 +202,7 @@ def _cpu_capabilities() -> Capabilities:
 
 def _cuda_capabilities(device: torch.device) -> Capabilities:
     if not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} requested, but torch sees no CUDA device")
+        raise UnsupportedDevice(f"device {device} requested, but torch sees no CUDA device")
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
     bf16 = major >= 8  # Ampere and later have bf16 tensor cores
@@ -223,7 +225,7 @@ def _capabilities(device: str) -> Capabilities:
         return _cpu_capabilities()
     if dev.type == "cuda":
         return _cuda_capabilities(dev)
-    raise ValueError(f"unsupported device {device!r}: expected 'cpu' or 'cuda[:N]'")
+    raise UnsupportedDevice(f"unsupported device {device!r}: expected 'cpu' or 'cuda[:N]'")
 
 
 def capabilities(device: str | torch.device = "cpu") -> Capabilities:
@@ -231,6 +233,7 @@ def capabilities(device: str | torch.device = "cpu") -> Capabilities:
     return _capabilities(str(torch.device(device)))
 
 
+@functools.cache  # asked on every convolution: skip even the device lookup
 def fused_conv_dtypes() -> frozenset[torch.dtype]:
     """Dtypes for which the CPU's fused oneDNN conv+pointwise op runs and is correct (probed once)."""
     return capabilities("cpu").fused_conv

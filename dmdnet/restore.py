@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from celebref.hardware import UnsupportedPrecision, capabilities
+from celebref.hardware import UnsupportedDevice, UnsupportedPrecision, capabilities
 from celebref.images import ImageDecodeError, read_image, write_png
 from dmdnet.blocks import feature_window
 from dmdnet.boxes import COMPONENT_ROWS, component_boxes
@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> Counter:
     """Restore every input; returns counts of outcomes (``restored`` and one key per failure kind)."""
     counts: Counter = Counter()
     # refuse a precision this device cannot run before any file is read or written
-    capabilities(args.device).require(args.precision)
+    device_capabilities = capabilities(args.device)
+    device_capabilities.require(args.precision)
     inputs = list_images(args.input)
     # load only what this run needs: the reference encoder only with --references
     tasks = ["generic"]
@@ -166,7 +167,9 @@ def run(args: argparse.Namespace) -> Counter:
         tasks.append("dictionary")
     model = load_official(args.weights, tasks=tasks)
     restorer = Restorer(
-        model, InferenceConfig(device=args.device, precision=args.precision, batch_size=args.batch)
+        model,
+        InferenceConfig(device=args.device, precision=args.precision, batch_size=args.batch),
+        device_capabilities=device_capabilities,
     )
     preparer = FacePreparer()
     dictionary = None
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"--batch must be >= 1, got {args.batch}")
     try:
         counts = run(args)
-    except (FileNotFoundError, CheckpointError, UnsupportedPrecision) as exc:
+    except (FileNotFoundError, CheckpointError, UnsupportedDevice, UnsupportedPrecision) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = sum(v for k, v in counts.items() if k not in ("restored", "several faces"))

@@ -92,3 +92,16 @@ def test_cli_refuses_bf16_where_the_cpu_cannot_run_it(weights, tmp_path, capsys,
     err = capsys.readouterr().err
     assert "precision bf16 is not supported on cpu" in err and "--precision fp32" in err
     assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cli_without_cuda_says_so(weights, tmp_path, capsys):
+    image = tmp_path / "lq.png"
+    write_png(image, read_image(FIXTURE / "lq.png"))
+    out = tmp_path / "out"
+    assert (
+        main(["--input", str(image), "--output", str(out), "--weights", str(weights), "--device", "cuda"])
+        == 2
+    )
+    assert "torch sees no CUDA device" in capsys.readouterr().err
+    assert not out.exists()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from celebref.hardware import (
+    UnsupportedDevice,
     UnsupportedPrecision,
     capabilities,
     cpu_model,
@@ -67,5 +68,5 @@ def test_fused_probe_accepts_the_real_op_where_it_exists():
 
 
 def test_unknown_device_is_an_error():
-    with pytest.raises((ValueError, RuntimeError)):
+    with pytest.raises(UnsupportedDevice, match="unsupported device 'meta'"):
         capabilities("meta")
