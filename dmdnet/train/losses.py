@@ -110,13 +110,14 @@ class VGGFeatures(nn.Module):
         from torchvision.models import vgg19
 
         last = max(VGG19_LAYERS.values())
-        features = vgg19(weights=None).features[: last + 1]
+        with torch.device("meta"):  # no random initialisation of the 140 M values the file replaces
+            features = vgg19(weights=None).features[: last + 1]
         wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         own = features.state_dict()
         missing = sorted(set(own) - set(wanted))
         if missing:
             raise ValueError(f"VGG-19 state dict lacks {missing[:6]}")
-        features.load_state_dict({k: wanted[k] for k in own})
+        features.load_state_dict({k: wanted[k].float() for k in own}, assign=True)
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

@@ -49,10 +49,14 @@ def export_official(model: DMDNet) -> OrderedDict[str, torch.Tensor]:
         if not parametrize.is_parametrized(conv, "weight"):
             raise ValueError(f"{mine} has no spectral-norm parametrization: call add_spectral_norm first")
         param = conv.parametrizations.weight
-        sn = param[0]
-        for suffix, tensor in (("bias", conv.bias), ("weight_orig", param.original), ("weight_u", sn._u)):
+        tensors = {
+            "bias": conv.bias,
+            "weight_orig": param.original,
+            "weight_u": param[0]._u,
+            "weight_v": param[0]._v,
+        }
+        for suffix, tensor in tensors.items():
             out[f"{off}.{suffix}"] = tensor.detach().float().cpu().clone()
-        out[f"{off}.weight_v"] = sn._v.detach().float().cpu().clone()
     return out
 
 
