@@ -20,7 +20,7 @@ from degrade.config import DegradationRanges
 from degrade.model import DegradationParams, apply, sample_params, sample_rng
 from degrade.ops import upsample_to
 from degrade.pairs import EpochDataset, to_tensor
-from dmdnet.boxes import component_boxes
+from dmdnet.boxes import component_boxes, component_boxes_batch
 from dmdnet.train.augment import ColorJitter, color_jitter, flip_face
 
 __all__ = ["TrainingDataConfig", "TrainingSample", "TrainingFaces", "extra_faces", "collate_samples"]
@@ -128,13 +128,13 @@ class TrainingFaces(EpochDataset):
         loaded = [self._load(r) for r in chosen]
         size = cfg.size
         refs = torch.stack([to_tensor(im) for im, _ in loaded]) if loaded else torch.zeros(0, 3, size, size)
-        ref_boxes = np.stack([component_boxes(lm) for _, lm in loaded]) if loaded else np.zeros((0, 4, 4))
+        ref_boxes = component_boxes_batch(np.array([lm for _, lm in loaded]).reshape(-1, 68, 2))
         return TrainingSample(
             lq=to_tensor(lq),
             gt=to_tensor(gt),
             boxes=torch.from_numpy(boxes),
             references=refs,
-            reference_boxes=torch.from_numpy(ref_boxes.astype(np.int64)),
+            reference_boxes=torch.from_numpy(ref_boxes),
             identity=record.identity,
             params=params,
             flipped=flip,
