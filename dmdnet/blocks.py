@@ -239,22 +239,29 @@ def dictionary_read(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
 
     Args:
         query: ``(B, Ck, H, W)``.
-        keys: ``(N, Ck, H, W)``.
-        values: ``(N, Cv, H, W)``.
+        keys: ``(N, Ck, H, W)``, or ``(B, N, Ck, H, W)`` for a dictionary of each sample's own.
+        values: ``(N, Cv, H, W)``, or ``(B, N, Cv, H, W)``.
 
     Returns:
         ``(B, Cv, H, W)``. The inner product runs over all of ``Ck·H·W`` (a matmul, nothing large is
         materialised beyond the ``(B, N)`` scores).
     """
-    n = keys.shape[0]
+    per_sample = keys.dim() == query.dim() + 1
+    b, n = query.shape[0], keys.shape[int(per_sample)]
     # in the dictionary's own precision, also under autocast: casting 110 M generic items to bf16 on every
     # call costs more than the read itself, and the softmax is sensitive
     with torch.autocast(query.device.type, enabled=False):
-        q = query.reshape(query.shape[0], -1).to(keys.dtype)
-        scores = q @ keys.reshape(n, -1).T  # (B, N)
-        weights = torch.softmax(scores / math.sqrt(n), dim=1)
-        out = weights.to(values.dtype) @ values.reshape(n, -1)  # (B, Cv·H·W)
-    return out.reshape(query.shape[0], *values.shape[1:])
+        q = query.reshape(b, -1).to(keys.dtype)
+        if per_sample:
+            scores = torch.bmm(keys.reshape(b, n, -1), q[:, :, None])[..., 0]  # (B, N)
+        else:
+            scores = q @ keys.reshape(n, -1).T  # (B, N)
+        weights = torch.softmax(scores / math.sqrt(n), dim=1).to(values.dtype)
+        if per_sample:
+            out = torch.bmm(weights[:, None], values.reshape(b, n, -1))[:, 0]
+        else:
+            out = weights @ values.reshape(n, -1)  # (B, Cv·H·W)
+    return out.reshape(b, *values.shape[-3:])
 
 
 def feature_window(

@@ -17,12 +17,19 @@ components (left eye, right eye, mouth) and the three feature scales (maps of 25
 Images are RGB ``(B, 3, 512, 512)`` float in ``[-1, 1]``; component boxes are ``(B, 4, 4)`` integer
 ``x1, y1, x2, y2`` rows (left eye, right eye, nose, mouth; see :mod:`dmdnet.boxes`).
 Spectral normalisation is not part of this module: official checkpoints are folded into plain conv
-weights at load time (:mod:`dmdnet.official`).
+weights at load time (:mod:`dmdnet.official`); training parametrizes the same convolutions
+(:mod:`dmdnet.train.spectral`).
+
+:class:`DMDNetConfig` also builds the paper's Table 3 variants from this one definition: ``items = 0`` (no
+generic dictionary; with ``use_specific = False`` too, the plain CNN of Ours(0), whose width is
+``channels``), ``use_specific = False`` (generic only, Ours^g), and ``transform_scales`` (the skip
+connections whose dictionary read passes the transform, i.e. AdaIN and the confidence residual; at the
+other scales the read is pasted as it is: w/o T = ``()``, 1T = ``(64,)``, 2T = ``(128, 64)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -63,8 +70,19 @@ COMPONENTS: tuple[str, ...] = ("le", "re", "mo")
 #: Feature-map sizes for a 512² input, from fine to coarse; stage ``i`` has stride ``2**(i+1)``.
 SCALES: tuple[int, ...] = (256, 128, 64)
 
+#: One slot's dictionary: ``(keys (N, C/4, h, w), values (N, C, h, w))``.
+SlotMemory = tuple[torch.Tensor, torch.Tensor]
 #: ``{"le_256": (keys (N, C/4, h, w), values (N, C, h, w)), ...}`` for every component and scale.
-Memory = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+Memory = Mapping[str, SlotMemory]
+
+
+def _slot_of(
+    specific: Memory | Sequence[Memory | None] | None, name: str
+) -> SlotMemory | list[SlotMemory | None] | None:
+    """One slot of a shared specific dictionary, or of each sample's."""
+    if specific is None or isinstance(specific, Mapping):
+        return None if specific is None else specific[name]
+    return [None if s is None else s[name] for s in specific]
 
 
 #: The top-level modules of :class:`DMDNet` each inference task runs: restoration with the generic dictionary
@@ -102,6 +120,8 @@ class DMDNetConfig:
     mouth_sizes: tuple[int, int, int] = (55, 27, 13)
     res_dilations: tuple[tuple[int, int], ...] = ((5, 3), (5, 3), (3, 1), (3, 1), (1, 1), (1, 1))
     bottleneck_dilations: tuple[int, ...] = (4, 3, 2, 1)
+    use_specific: bool = True  # the specific dictionary (references) and its fusion nets
+    transform_scales: tuple[int, ...] = SCALES  # scales whose read passes AdaIN + confidence (see module doc)
 
     def __post_init__(self) -> None:
         if self.key_ratio < 1 or self.channels < 3 or self.channels % self.key_ratio:
@@ -110,6 +130,36 @@ class DMDNetConfig:
             )
         if len(self.res_dilations) != 2 * len(SCALES):
             raise ValueError(f"res_dilations needs {2 * len(SCALES)} pairs, got {len(self.res_dilations)}")
+        if self.items < 0:
+            raise ValueError(f"items must be >= 0 (0: no generic dictionary), got {self.items}")
+        if not set(self.transform_scales) <= set(SCALES) or len(set(self.transform_scales)) != len(
+            self.transform_scales
+        ):
+            raise ValueError(f"transform_scales must be distinct values of {SCALES}, got {self.transform_scales}")
+        if self.transform_scales and not self.has_dictionary:
+            raise ValueError("transform_scales need a dictionary: items > 0 or use_specific")
+
+    @property
+    def has_dictionary(self) -> bool:
+        return self.items > 0 or self.use_specific
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """The dictionary slots (every component at every scale), none for the plain CNN."""
+        if not self.has_dictionary:
+            return ()
+        return tuple(slot_name(c, s) for s in SCALES for c in COMPONENTS)
+
+    @property
+    def transform_slots(self) -> tuple[str, ...]:
+        return tuple(slot_name(c, s) for s in SCALES if s in self.transform_scales for c in COMPONENTS)
+
+    @property
+    def is_release_layout(self) -> bool:
+        """Whether the model has every module of the official release (so exports in ``DMDNet.pth`` layout)."""
+        return self.items > 0 and self.use_specific and tuple(sorted(self.transform_scales)) == tuple(
+            sorted(SCALES)
+        )
 
     def stage_channels(self, stage: int) -> int:
         return self.channels * 2**stage
@@ -118,6 +168,16 @@ class DMDNetConfig:
         if component not in COMPONENTS:
             raise ValueError(f"unknown component {component!r}; allowed: {COMPONENTS}")
         return (self.mouth_sizes if component == "mo" else self.eye_sizes)[stage]
+
+
+def _slot_channels(config: DMDNetConfig, slots: Collection[str]) -> list[tuple[str, int]]:
+    """``(slot, channels)`` for the given slots, in slot order."""
+    return [
+        (slot_name(comp, scale), config.stage_channels(i))
+        for i, scale in enumerate(SCALES)
+        for comp in COMPONENTS
+        if slot_name(comp, scale) in slots
+    ]
 
 
 class EncoderStage(nn.Module):
@@ -155,12 +215,7 @@ class Encoder(nn.Module):
             cin = cout
         self.stages = nn.ModuleList(stages)
         self.queries = nn.ModuleDict(
-            {
-                slot_name(comp, scale): ConvPair(c, c // config.key_ratio)
-                for i, scale in enumerate(SCALES)
-                for comp in COMPONENTS
-                for c in [config.stage_channels(i)]
-            }
+            {name: ConvPair(c, c // config.key_ratio) for name, c in _slot_channels(config, config.slots)}
         )
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -189,10 +244,15 @@ class Head(nn.Module):
 
 
 class GenericMemory(nn.Module):
-    """The generic dictionary: buffers ``<slot>_key (N, C/4, h, w)`` and ``<slot>_value (N, C, h, w)``."""
+    """The generic dictionary: buffers ``<slot>_key (N, C/4, h, w)`` and ``<slot>_value (N, C, h, w)``.
+
+    Empty when ``config.items == 0``.
+    """
 
     def __init__(self, *, config: DMDNetConfig) -> None:
         super().__init__()
+        if config.items == 0:
+            return
         for i, scale in enumerate(SCALES):
             c = config.stage_channels(i)
             for comp in COMPONENTS:
@@ -244,16 +304,14 @@ class DMDNet(nn.Module):
         cfg = config or DMDNetConfig()
         self.config = cfg
         self.lq_encoder = Encoder(config=cfg)
-        self.hq_encoder = Encoder(config=cfg)
-        slots = [
-            (slot_name(comp, scale), cfg.stage_channels(i))
-            for i, scale in enumerate(SCALES)
-            for comp in COMPONENTS
-        ]
-        self.keys = nn.ModuleDict({n: ConvPair(c, c // cfg.key_ratio) for n, c in slots})
-        self.values = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
-        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
-        self.fusion = nn.ModuleDict({n: MaskFusion(c) for n, c in slots})
+        slots = _slot_channels(cfg, cfg.slots)
+        if slots:  # the HQ extractor: F_gen of the generic items while training, F_spe of references
+            self.hq_encoder = Encoder(config=cfg)
+            self.keys = nn.ModuleDict({n: ConvPair(c, c // cfg.key_ratio) for n, c in slots})
+            self.values = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
+        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in _slot_channels(cfg, cfg.transform_slots)})
+        if cfg.use_specific:
+            self.fusion = nn.ModuleDict({n: MaskFusion(c) for n, c in slots})
         self.memory = GenericMemory(config=cfg)
         c64 = cfg.stage_channels(len(SCALES) - 1)
         self.bottleneck = DilatedBlock(c64, dilations=cfg.bottleneck_dilations)
@@ -297,6 +355,22 @@ class DMDNet(nn.Module):
         return boxes.to(torch.int64).cpu()
 
     # -- specific dictionary -----------------------------------------------------------------------
+    def extract_memory(
+        self, images: torch.Tensor, boxes: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of N aligned HQ faces through the HQ extractor (differentiable; see below)."""
+        boxes = self._check_boxes(images, boxes)
+        feats = self.hq_encoder(images)
+        memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for i, (scale, feat) in enumerate(zip(SCALES, feats, strict=True)):
+            stride = 2 ** (i + 1)
+            for comp in COMPONENTS:
+                name = slot_name(comp, scale)
+                wins = self._windows(boxes, comp, stride, feat.shape[-2], feat.shape[-1])
+                crop = crop_resize(feat, wins, self.config.crop_size(comp, i))
+                memory[name] = (self.keys[name](crop), self.values[name](crop))
+        return memory
+
     @torch.no_grad()
     def build_specific_memory(
         self, references: torch.Tensor, boxes: torch.Tensor
@@ -310,45 +384,89 @@ class DMDNet(nn.Module):
         Returns:
             ``{slot: (keys (N, C/4, h, w), values (N, C, h, w))}`` for every component and scale.
         """
-        boxes = self._check_boxes(references, boxes)
-        feats = self.hq_encoder(references)
-        memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for i, (scale, feat) in enumerate(zip(SCALES, feats, strict=True)):
-            stride = 2 ** (i + 1)
-            for comp in COMPONENTS:
-                name = slot_name(comp, scale)
-                wins = self._windows(boxes, comp, stride, feat.shape[-2], feat.shape[-1])
-                crop = crop_resize(feat, wins, self.config.crop_size(comp, i))
-                memory[name] = (self.keys[name](crop), self.values[name](crop))
-        return memory
+        return self.extract_memory(references, boxes)
 
     # -- restoration -------------------------------------------------------------------------------
+    @staticmethod
+    def _specific_read(
+        query: torch.Tensor, specific: SlotMemory | Sequence[SlotMemory | None]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The specific read ``(B, C, h, w)`` and which samples have one (``None``: all of them).
+
+        ``specific`` is one dictionary for the whole batch, or one per sample (training: every face has
+        its own identity's references, possibly none; a sample without references reads zeros).
+        """
+        if isinstance(specific, tuple):
+            return dictionary_read(query, *specific), None
+        if len(specific) != query.shape[0]:
+            raise ValueError(f"need one specific dictionary per sample: {len(specific)} for {query.shape[0]}")
+        present = [s is not None and s[0].shape[0] > 0 for s in specific]
+        shape = (1, specific[present.index(True)][1].shape[1], *query.shape[2:]) if any(present) else None
+        rows = [
+            dictionary_read(query[b : b + 1], *s) if ok else query.new_zeros(shape or (1, 1, 1, 1))
+            for b, (s, ok) in enumerate(zip(specific, present, strict=True))
+        ]
+        has = torch.tensor(present, device=query.device)
+        return (torch.cat(rows) if any(present) else None), has
+
     def enhance_component(
         self,
         name: str,
         crop: torch.Tensor,
-        specific: tuple[torch.Tensor, torch.Tensor] | None,
+        specific: SlotMemory | Sequence[SlotMemory | None] | None,
+        generic: SlotMemory | None = None,
     ) -> torch.Tensor:
-        """Dictionary transform of one LQ component crop ``(B, C, h, w)`` → enhanced ``(B, C, h, w)``."""
-        query = self.lq_encoder.queries[name](crop)
-        read = dictionary_read(query, *self.memory.slot(name))
-        if specific is not None:
-            spec = dictionary_read(query, *specific)
-            mask = self.fusion[name](crop, spec, read)
-            read = mask * spec + (1 - mask) * read
-        read = adain(read, crop)
-        return self.confidence[name](read - crop) * read + crop
+        """Dictionary transform of one LQ component crop ``(B, C, h, w)`` → enhanced ``(B, C, h, w)``.
 
-    def forward(self, lq: torch.Tensor, boxes: torch.Tensor, specific: Memory | None = None) -> torch.Tensor:
+        ``generic`` replaces the stored generic dictionary of this slot (training: items computed by
+        F_gen, shared ``(N, …)`` or per sample ``(B, N, …)``). A sample with nothing to read (no generic
+        dictionary and no references) keeps its crop.
+        """
+        query = self.lq_encoder.queries[name](crop)
+        read = None
+        if self.config.items:
+            read = dictionary_read(query, *(self.memory.slot(name) if generic is None else generic))
+        valid = None  # samples whose read is defined (None: all)
+        if specific is not None:
+            spec, has = self._specific_read(query, specific)
+            if spec is None:
+                pass  # no sample of the batch has references
+            elif read is None:
+                read, valid = spec, has
+            else:
+                mask = self.fusion[name](crop, spec, read)
+                fused = mask * spec + (1 - mask) * read
+                read = fused if has is None else torch.where(has[:, None, None, None], fused, read)
+        if read is None:
+            return crop
+        if name in self.confidence:
+            read = adain(read, crop)
+            read = self.confidence[name](read - crop) * read + crop
+        return read if valid is None else torch.where(valid[:, None, None, None], read, crop)
+
+    def forward(
+        self,
+        lq: torch.Tensor,
+        boxes: torch.Tensor,
+        specific: Memory | Sequence[Memory | None] | None = None,
+        *,
+        generic: Memory | None = None,
+    ) -> torch.Tensor:
         """Restore ``lq (B, 3, 512, 512)`` in ``[-1, 1]`` → ``(B, 3, 512, 512)`` in ``[-1, 1]``.
 
         ``specific=None`` gives the generic restoration; otherwise the specific dictionary (one shared
-        by the whole batch, e.g. from :meth:`build_specific_memory`) is fused with the generic one.
+        by the whole batch, e.g. from :meth:`build_specific_memory`, or one per sample, ``None`` for a
+        sample without references) is fused with the generic one. ``generic`` replaces the stored generic
+        dictionary (see :meth:`enhance_component`).
         """
         boxes = self._check_boxes(lq, boxes)
         feats = self.lq_encoder(lq)
+        slots = set(self.config.slots)
         guides = []
         for i, (scale, feat) in enumerate(zip(SCALES, feats, strict=True)):
+            if not slots:  # the plain CNN: encoder maps straight into the SFT blocks
+                guides.append(feat)
+                continue
             stride = 2 ** (i + 1)
             h, w = feat.shape[-2:]
             wins = {c: self._windows(boxes, c, stride, h, w) for c in COMPONENTS}
@@ -359,7 +477,12 @@ class DMDNet(nn.Module):
             guide = feat.clone() if i == len(SCALES) - 1 or torch.is_grad_enabled() else feat
             for comp in COMPONENTS:
                 name = slot_name(comp, scale)
-                part = self.enhance_component(name, crops[comp], None if specific is None else specific[name])
+                part = self.enhance_component(
+                    name,
+                    crops[comp],
+                    _slot_of(specific, name),
+                    None if generic is None else generic[name],
+                )
                 paste_resize(guide, part, wins[comp])
             guides.append(guide)
             del crops
