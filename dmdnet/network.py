@@ -135,7 +135,8 @@ class DMDNetConfig:
         if not set(self.transform_scales) <= set(SCALES) or len(set(self.transform_scales)) != len(
             self.transform_scales
         ):
-            raise ValueError(f"transform_scales must be distinct values of {SCALES}, got {self.transform_scales}")
+            got = self.transform_scales
+            raise ValueError(f"transform_scales must be distinct values of {SCALES}, got {got}")
         if self.transform_scales and not self.has_dictionary:
             raise ValueError("transform_scales need a dictionary: items > 0 or use_specific")
 
@@ -156,10 +157,9 @@ class DMDNetConfig:
 
     @property
     def is_release_layout(self) -> bool:
-        """Whether the model has every module of the official release (so exports in ``DMDNet.pth`` layout)."""
-        return self.items > 0 and self.use_specific and tuple(sorted(self.transform_scales)) == tuple(
-            sorted(SCALES)
-        )
+        """Whether the model has every module of the release (and so exports in ``DMDNet.pth`` layout)."""
+        full_transform = sorted(self.transform_scales) == sorted(SCALES)
+        return self.items > 0 and self.use_specific and full_transform
 
     def stage_channels(self, stage: int) -> int:
         return self.channels * 2**stage
@@ -309,7 +309,8 @@ class DMDNet(nn.Module):
             self.hq_encoder = Encoder(config=cfg)
             self.keys = nn.ModuleDict({n: ConvPair(c, c // cfg.key_ratio) for n, c in slots})
             self.values = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
-        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in _slot_channels(cfg, cfg.transform_slots)})
+        transform = _slot_channels(cfg, cfg.transform_slots)
+        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in transform})
         if cfg.use_specific:
             self.fusion = nn.ModuleDict({n: MaskFusion(c) for n, c in slots})
         self.memory = GenericMemory(config=cfg)
