@@ -23,7 +23,14 @@ from degrade.pairs import EpochDataset, to_tensor
 from dmdnet.boxes import component_boxes, component_boxes_batch
 from dmdnet.train.augment import ColorJitter, color_jitter, flip_face
 
-__all__ = ["TrainingDataConfig", "TrainingSample", "TrainingFaces", "extra_faces", "collate_samples"]
+__all__ = [
+    "TrainingDataConfig",
+    "TrainingSample",
+    "TrainingFaces",
+    "extra_faces",
+    "collate_samples",
+    "generic_faces",
+]
 
 
 @dataclass(frozen=True)
@@ -152,3 +159,20 @@ def collate_samples(batch: Sequence[TrainingSample]) -> dict[str, object]:
         "identities": [s.identity for s in batch],
         "params": [s.params for s in batch],
     }
+
+
+def generic_faces(faces: TrainingFaces, items: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Y faces the generic dictionary is initialised from (paper §3.1): ``(Y, 3, S, S)``, ``(Y, 4, 4)``.
+
+    Drawn at random from all training faces (extra folders included) with ``seed``, without augmentation;
+    with fewer faces than items, faces repeat.
+    """
+    if items < 1:
+        raise ValueError(f"items must be >= 1, got {items}")
+    rng = np.random.default_rng([seed, 0x6E1])
+    n = len(faces.records)
+    chosen = rng.choice(n, size=items, replace=n < items)
+    loaded = [faces._load(faces.records[k]) for k in chosen]
+    images = torch.stack([to_tensor(im) for im, _ in loaded])
+    boxes = torch.from_numpy(component_boxes_batch(np.stack([lm for _, lm in loaded])))
+    return images, boxes

@@ -1,0 +1,159 @@
+"""Configuration of the training stage: the ``train`` section of ``params.yaml``.
+
+One section for every model; the named ``variants`` are the runs (DVC's ``train_dmdnet`` stage expands
+over them, one output folder each). Example::
+
+    train:
+      seed: 0
+      extra_faces: []            # folders of aligned HQ faces for generic training (the paper adds FFHQ)
+      data: {max_references: 8, flip_prob: 0.5, jitter: {brightness: 0.1, contrast: 0.1, saturation: 0.1}}
+      trainer: {steps: 300000, batch_size: 8, accumulation: 1, lr: 2.0e-4, dictionary_lr: 2.0e-6, ...}
+      losses: {mse: 300, perceptual: 1, style: 0.1, adversarial: [4, 1, 0.5], adversarial_scales: [1, 2, 4]}
+      discriminator: {width: 64, depth: 4}
+      weights: {dir: null, allow_download: false, vgg19: null}
+      variants:
+        dmdnet: {network: {}, schedule: {stages: [init, forward, backward, frozen], steps: [...]}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from celebref.config import StageConfig
+from dmdnet.network import DMDNetConfig
+from dmdnet.train.augment import ColorJitter
+from dmdnet.train.data import TrainingDataConfig
+from dmdnet.train.dmdnet_task import STAGES, DictionarySchedule
+from dmdnet.train.losses import LossWeights
+from dmdnet.train.trainer import TrainerConfig
+
+__all__ = ["TrainSection", "VariantConfig"]
+
+
+class JitterConfig(StageConfig):
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+
+
+class DataConfig(StageConfig):
+    max_references: int = Field(8, ge=0)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    jitter: JitterConfig = JitterConfig()
+
+
+class LoopConfig(StageConfig):
+    steps: int = Field(ge=1)
+    batch_size: int = Field(8, ge=1)
+    accumulation: int = Field(1, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    dictionary_lr: float = Field(2e-6, gt=0)
+    plateau_patience: int = Field(3, ge=1)
+    settle_patience: int = Field(3, ge=1)
+    val_every: int = Field(500, ge=1)
+    val_images: int = Field(16, ge=0)
+    sample_images: int = Field(2, ge=0)
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(10, ge=1)
+    workers: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+
+
+class LossConfig(StageConfig):
+    mse: float = 300.0
+    perceptual: float = 1.0
+    style: float = 0.1
+    adversarial: tuple[float, ...] = (4.0, 1.0, 0.5)
+    adversarial_scales: tuple[int, ...] = (1, 2, 4)
+
+
+class DiscriminatorConfig(StageConfig):
+    width: int = Field(64, ge=1)
+    depth: int = Field(4, ge=1)
+
+
+class TrainWeights(StageConfig):
+    dir: Path | None = None
+    allow_download: bool = False
+    vgg19: Path | None = None  # explicit vgg19-dcbb9e9d.pth
+
+
+class NetworkConfig(StageConfig):
+    """Fields of :class:`dmdnet.network.DMDNetConfig`; unset ones keep the release values."""
+
+    channels: int = 64
+    key_ratio: int = 4
+    items: int = 128
+    use_specific: bool = True
+    transform_scales: tuple[int, ...] = (256, 128, 64)
+
+    def build(self) -> DMDNetConfig:
+        return DMDNetConfig(**self.model_dump())
+
+
+class ScheduleConfig(StageConfig):
+    stages: tuple[Literal[STAGES], ...] = STAGES  # type: ignore[valid-type]
+    steps: tuple[int, ...] = (1000, 1000, 1000)
+    advance: Literal["steps", "settle"] = "steps"
+
+    def build(self) -> DictionarySchedule:
+        return DictionarySchedule(stages=tuple(self.stages), steps=tuple(self.steps), advance=self.advance)
+
+
+class VariantConfig(StageConfig):
+    """One named run: the network and its dictionary schedule (Table 3 rows are variants)."""
+
+    description: str = ""
+    network: NetworkConfig = NetworkConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+
+class TrainSection(StageConfig):
+    seed: int = Field(0, ge=0)
+    extra_faces: tuple[Path, ...] = ()
+    data: DataConfig = DataConfig()
+    trainer: LoopConfig
+    losses: LossConfig = LossConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    weights: TrainWeights = TrainWeights()
+    variants: dict[str, VariantConfig]
+
+    def data_config(self) -> TrainingDataConfig:
+        j = self.data.jitter
+        return TrainingDataConfig(
+            seed=self.seed,
+            max_references=self.data.max_references,
+            flip_prob=self.data.flip_prob,
+            jitter=ColorJitter(j.brightness, j.contrast, j.saturation),
+        )
+
+    def trainer_config(self) -> TrainerConfig:
+        t, loss = self.trainer, self.losses
+        return TrainerConfig(
+            steps=t.steps,
+            batch_size=t.batch_size,
+            accumulation=t.accumulation,
+            lr=t.lr,
+            plateau_patience=t.plateau_patience,
+            settle_patience=t.settle_patience,
+            val_every=t.val_every,
+            val_images=t.val_images,
+            sample_images=t.sample_images,
+            checkpoint_every=t.checkpoint_every,
+            log_every=t.log_every,
+            workers=t.workers,
+            seed=self.seed,
+            losses=LossWeights(
+                mse=loss.mse,
+                perceptual=loss.perceptual,
+                style=loss.style,
+                adversarial=tuple(loss.adversarial),
+                adversarial_scales=tuple(loss.adversarial_scales),
+            ),
+            disc_width=self.discriminator.width,
+            disc_depth=self.discriminator.depth,
+            precision=t.precision,
+        )
