@@ -6,8 +6,9 @@
 For each method × task: restore every test image (batched) into
 ``<results>/<method>/<task>/<identity>/<n>.png``, score it against the ground truth, write the per-image
 scores to ``<metrics>/per_image/<method>_<task>.csv`` and everything to ``<metrics>/summary.json``
-(N, each metric's value and direction, the conventions, and every unavailable metric or method with its
-reason). Network metrics are built once per run and reset between tasks. Outputs are written atomically.
+(N, each metric's value and direction, the conventions, every unavailable metric or method with its
+reason, and for network methods the checkpoint they ran: path, format and a one-line description).
+Network metrics are built once per run and reset between tasks. Outputs are written atomically.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from benchmark.evaluate_config import METRIC_KEYS, EvaluateConfig
 from benchmark.methods import (
+    CheckpointInfo,
     Method,
     TestCase,
     UnavailableMethod,
@@ -390,11 +392,13 @@ def run(
     tables: dict[str, pd.DataFrame] = {}
     for name, method in built.items():
         slug, info = method_slug(name), method_info(name)
+        checkpoint = getattr(method, "checkpoint", None)  # the weights a network method runs
         entry: dict[str, Any] = {
             "slug": slug,
             "description": info.description,
             "uses_references": info.uses_references,
             "paper_rows": {str(k): v for k, v in (info.paper_rows or {}).items()},
+            "checkpoint": checkpoint.to_dict() if isinstance(checkpoint, CheckpointInfo) else None,
         }
         if isinstance(method, UnavailableMethod):
             entry.update(available=False, reason=method.reason, tasks={})

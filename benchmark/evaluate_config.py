@@ -3,7 +3,7 @@
 Example::
 
     evaluate:
-      methods: [lq]                 # lq | dmdnet | dmdnet-generic | folder:<path>
+      methods: [lq]                 # lq | dmdnet[-generic] | dmdnet[-generic]:<checkpoint> | folder:<path>
       tasks: [x4, x8]
       split: test
       metrics: [psnr, ssim, lpips, fid, id]
@@ -44,7 +44,8 @@ class WeightsConfig(StageConfig):
         lpips_alexnet: explicit ``alexnet-owt-7be5be79.pth``.
         lpips_linear: explicit LPIPS v0.1 linear layers (default: the copy shipped in ``lpips``).
         fid_inception: explicit ``pt_inception-2015-12-05-6726825d.pth``.
-        dmdnet: explicit official ``DMDNet.pth``.
+        dmdnet: explicit official ``DMDNet.pth`` (for ``dmdnet`` / ``dmdnet-generic``; a
+            ``dmdnet:<checkpoint>`` method names its own file).
     """
 
     dir: Path | None = None

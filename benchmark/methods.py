@@ -9,15 +9,22 @@ Names:
   ``uint8``): the floor every method must beat;
 - ``folder:<path>``: the outputs of an external method, read by file name from
   ``<path>/<task>/<identity>/<n>.png``, else ``<path>/<identity>/<n>.png``;
-- ``dmdnet``: DMDNet with the identity's references (generic + specific dictionaries);
-- ``dmdnet-generic``: DMDNet with the generic dictionary only (no references).
+- ``dmdnet``: DMDNet with the identity's references (generic + specific dictionaries), official weights
+  ``DMDNet.pth``;
+- ``dmdnet-generic``: DMDNet with the generic dictionary only (no references), official weights;
+- ``dmdnet:<checkpoint>`` / ``dmdnet-generic:<checkpoint>``: the same with the weights of a checkpoint file,
+  read by :func:`dmdnet.trained.load_generator`: a generator trained here (``generator.pth``, any
+  :class:`~dmdnet.network.DMDNetConfig` variant) or a file in the official layout.
 
-:func:`try_build_method` turns absent model weights into :class:`UnavailableMethod` carrying the reason, so
-the report states why a method has no numbers instead of running it with random weights.
+:func:`try_build_method` turns absent model weights (or a checkpoint without the parts the method needs)
+into :class:`UnavailableMethod` carrying the reason, so the report states why a method has no numbers
+instead of running it with random weights. DMDNet methods carry a :class:`CheckpointInfo` naming the
+weights they run, which the evaluation summary and the report show per method.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +52,14 @@ __all__ = [
     "UnavailableMethod",
     "METHODS",
     "FOLDER_PREFIX",
+    "CHECKPOINT_SEPARATOR",
+    "CHECKPOINT_METHODS",
+    "CheckpointInfo",
+    "CheckpointNotFoundError",
+    "CheckpointUnsuitableError",
+    "checkpoint_info",
+    "describe_config",
+    "parse_method_spec",
     "register_method",
     "method_slug",
     "method_info",
@@ -60,6 +75,11 @@ __all__ = [
 ]
 
 FOLDER_PREFIX = "folder:"
+#: Separates a method that takes a checkpoint from the checkpoint's path: ``dmdnet:<path>``.
+CHECKPOINT_SEPARATOR = ":"
+#: :attr:`CheckpointInfo.format` of the official layout (a generator trained here: ``"dmdnet-generator"``).
+OFFICIAL_FORMAT = "official"
+OFFICIAL_DESCRIPTION = "official DMDNet.pth"
 
 
 @dataclass(frozen=True)
@@ -151,11 +171,53 @@ class MethodInfo:
 
 
 @dataclass(frozen=True)
+class CheckpointInfo:
+    """Which weights a network method runs, for the summary and the report.
+
+    Attributes:
+        path: the checkpoint file (``None``: the official file was not found).
+        format: ``"official"`` (the ``DMDNet.pth`` layout) or ``"dmdnet-generator"`` (trained here);
+            ``None`` for an absent ``dmdnet:<path>`` file (layout unknown).
+        description: one line, e.g. ``"official DMDNet.pth"`` or ``"trained here: channels 16, items 8,
+            generic+specific"``.
+        config: the :class:`~dmdnet.network.DMDNetConfig` fields of a trained file (plain values).
+    """
+
+    path: str | None
+    format: str | None
+    description: str
+    config: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class CheckpointNotFoundError(WeightsNotFoundError):
+    """A DMDNet method's checkpoint file is absent; :attr:`checkpoint` says which one was asked for."""
+
+    def __init__(self, message: str, *, checkpoint: CheckpointInfo) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+class CheckpointUnsuitableError(ValueError):
+    """A checkpoint lacks what the method needs (e.g. ``dmdnet:`` on a model without specific dictionary)."""
+
+    def __init__(self, message: str, *, checkpoint: CheckpointInfo) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass(frozen=True)
 class UnavailableMethod:
-    """A method that could not be built here, and why (e.g. its weights file is absent)."""
+    """A method that could not be built here, and why (e.g. its weights file is absent).
+
+    ``checkpoint``: for DMDNet methods, the checkpoint that was asked for.
+    """
 
     name: str
     reason: str
+    checkpoint: CheckpointInfo | None = None
 
 
 class LQMethod:
@@ -244,40 +306,114 @@ class _RestorerBackend:
         return self.restorer.restore(images, boxes, dictionary)
 
 
+def describe_config(config: Any) -> str:
+    """One line for a :class:`~dmdnet.network.DMDNetConfig`: width, items, dictionaries, then what differs
+    from the release, e.g. ``"channels 16, items 8, generic+specific"``."""
+    from dmdnet.network import SCALES, DMDNetConfig
+
+    if config.items and config.use_specific:
+        dictionaries = "generic+specific"
+    elif config.items:
+        dictionaries = "generic only"
+    elif config.use_specific:
+        dictionaries = "specific only"
+    else:
+        dictionaries = "no dictionary (plain CNN)"
+    parts = [f"channels {config.channels}", f"items {config.items}", dictionaries]
+    if config.has_dictionary and sorted(config.transform_scales) != sorted(SCALES):
+        scales = ", ".join(str(s) for s in config.transform_scales)
+        parts.append(f"transform scales {scales}" if scales else "no transform")
+    release = DMDNetConfig()
+    shown = {"channels", "items", "use_specific", "transform_scales"}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name not in shown and value != getattr(release, f.name):
+            parts.append(f"{f.name} {value}")
+    return ", ".join(parts)
+
+
+def checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Describe a DMDNet checkpoint file from its header, without building the network.
+
+    A generator file trained here (:mod:`dmdnet.trained`) is described by its config; any other file is
+    taken for the official ``DMDNet.pth`` layout (whose loader checks every key).
+
+    Raises:
+        FileNotFoundError: no such file.
+        dmdnet.official.CheckpointError: the file cannot be read, or its config has unknown fields.
+    """
+    import torch
+
+    from dmdnet.official import CheckpointError
+    from dmdnet.trained import GENERATOR_FORMAT, config_from_dict, config_to_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"DMDNet checkpoint not found: {path}")
+    try:  # memory-mapped: the tensors are not read
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises several types for a bad file
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    if isinstance(payload, Mapping) and payload.get("format") == GENERATOR_FORMAT:
+        config = config_from_dict(payload.get("config") or {})
+        return CheckpointInfo(
+            str(path), GENERATOR_FORMAT, f"trained here: {describe_config(config)}", config_to_dict(config)
+        )
+    return CheckpointInfo(str(path), OFFICIAL_FORMAT, "DMDNet.pth layout (release configuration)")
+
+
 def load_dmdnet_backend(
     source: Path | Mapping[str, torch.Tensor],
     *,
     device: str = "cpu",
     batch_size: int = 4,
     use_references: bool = True,
+    any_layout: bool = False,
 ) -> DMDNetBackend:
-    """A :class:`DMDNetBackend` running :mod:`dmdnet` in fp32 with the official checkpoint.
+    """A :class:`DMDNetBackend` running :mod:`dmdnet` in fp32.
 
     Args:
-        source: path of ``DMDNet.pth``, or its state dict (official layout).
+        source: path of ``DMDNet.pth``, or its state dict (official layout); with ``any_layout``, the path
+            of a checkpoint :func:`dmdnet.trained.load_generator` reads (trained here, or official layout).
         device: torch device.
         batch_size: images per network call.
         use_references: also load the parts that build and use specific dictionaries (otherwise only
             :meth:`DMDNetBackend.restore_generic` works).
+        any_layout: read ``source`` with :func:`dmdnet.trained.load_generator` (any configuration).
 
     Raises:
         FileNotFoundError: the file does not exist.
         dmdnet.official.CheckpointError: an unreadable file or a state dict of another layout.
+        ValueError: ``use_references`` with a model that has no specific dictionary.
     """
     from dmdnet.inference import InferenceConfig, Restorer
     from dmdnet.official import load_official
 
     tasks = ("generic", "specific", "dictionary") if use_references else ("generic",)
-    model = load_official(source, device="cpu", tasks=tasks)
+    if any_layout:
+        if not isinstance(source, (str, Path)):
+            raise TypeError("any_layout needs a checkpoint path")
+        from dmdnet.trained import load_generator
+
+        model = load_generator(source, device="cpu", tasks=tasks)
+    else:
+        model = load_official(source, device="cpu", tasks=tasks)
+    if use_references and not model.config.use_specific:
+        raise ValueError(f"{source}: this DMDNet has no specific dictionary; restore without references")
     return _RestorerBackend(Restorer(model, InferenceConfig(device=device, batch_size=batch_size)))
 
 
 class DMDNetMethod:
-    """DMDNet with the official checkpoint ``DMDNet.pth``: generic only, or with the specific dictionary.
+    """DMDNet: generic only, or with the specific dictionary; the official weights or a checkpoint file.
 
-    The weights file is resolved first (:data:`faces.weights.DMDNET_OFFICIAL`): when it is absent the builder
-    raises ``WeightsNotFoundError`` naming the file, its URL and where to put it, and the method is reported
-    as unavailable. There is no fallback to other weights.
+    Weights: without ``checkpoint``, the official ``DMDNet.pth`` is resolved first
+    (:data:`faces.weights.DMDNET_OFFICIAL`): when it is absent the builder raises
+    :class:`CheckpointNotFoundError` naming the file, its URL and where to put it, and the method is
+    reported as unavailable. There is no fallback to other weights. With ``checkpoint`` (``dmdnet:<path>``),
+    that file is read by :func:`dmdnet.trained.load_generator` (a generator trained here, any configuration,
+    or the official layout); an absent file gives :class:`CheckpointNotFoundError` naming it, and a model
+    without specific dictionary asked to restore with references gives :class:`CheckpointUnsuitableError`.
+    :attr:`checkpoint` describes the weights (:class:`CheckpointInfo`).
 
     Input: the LQ image bicubic up-sampled to 512 (:func:`degrade.ops.upsample_to`, rounded to ``uint8``).
     Component boxes of the input: from 68 landmarks detected on that input with the configured face analysis
@@ -291,22 +427,33 @@ class DMDNetMethod:
     """
 
     def __init__(
-        self, options: MethodOptions, *, use_references: bool, backend: DMDNetBackend | None = None
+        self,
+        options: MethodOptions,
+        *,
+        use_references: bool,
+        backend: DMDNetBackend | None = None,
+        checkpoint: str | Path | None = None,
+        name: str | None = None,
     ) -> None:
-        from faces.weights import DMDNET_OFFICIAL, resolve_weights
-
-        self.name = "dmdnet" if use_references else "dmdnet-generic"
+        base = "dmdnet" if use_references else "dmdnet-generic"
+        if name is None:
+            name = base if checkpoint is None else f"{base}{CHECKPOINT_SEPARATOR}{checkpoint}"
+        self.name = name
         self.use_references = use_references
         self.options = options
-        self.weights = resolve_weights(
-            DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
-        )
+        if checkpoint is None:
+            self.weights = _official_weights(options)
+            self.checkpoint = CheckpointInfo(str(self.weights), OFFICIAL_FORMAT, OFFICIAL_DESCRIPTION)
+        else:
+            self.weights = Path(checkpoint)
+            self.checkpoint = _checkpoint_for(self.weights, name, use_references=use_references)
         if backend is None:
             backend = load_dmdnet_backend(
                 self.weights,
                 device=options.device,
                 batch_size=options.batch_size,
                 use_references=use_references,
+                any_layout=checkpoint is not None,
             )
         self.backend = backend
         self._items: dict[Path, object] = {}  # one-item dictionaries of the current identity's images
@@ -373,19 +520,71 @@ class DMDNetMethod:
         return notes
 
 
+def _official_weights(options: MethodOptions) -> Path:
+    """The official ``DMDNet.pth`` (:data:`faces.weights.DMDNET_OFFICIAL`); else CheckpointNotFoundError."""
+    from faces.weights import DMDNET_OFFICIAL, resolve_weights
+
+    try:
+        return resolve_weights(
+            DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
+        )
+    except WeightsNotFoundError as exc:
+        explicit = None if options.dmdnet_weights is None else str(options.dmdnet_weights)
+        info = CheckpointInfo(explicit, OFFICIAL_FORMAT, OFFICIAL_DESCRIPTION)
+        raise CheckpointNotFoundError(str(exc), checkpoint=info) from exc
+
+
+def _checkpoint_for(path: Path, name: str, *, use_references: bool) -> CheckpointInfo:
+    """The :class:`CheckpointInfo` of a ``dmdnet:<path>`` method, or why it cannot run."""
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"method {name!r}: DMDNet checkpoint file not found: {path}",
+            checkpoint=CheckpointInfo(str(path), None, "checkpoint file not found"),
+        )
+    info = checkpoint_info(path)
+    if use_references and info.config is not None and not info.config.get("use_specific", True):
+        base = name.partition(CHECKPOINT_SEPARATOR)[0]
+        generic = "dmdnet-generic" if base == "dmdnet" else "the generic method"
+        raise CheckpointUnsuitableError(
+            f"method {name!r}: checkpoint has no specific dictionary ({path}: {info.description}); "
+            f"it restores without references only ({generic}{CHECKPOINT_SEPARATOR}{path})",
+            checkpoint=info,
+        )
+    return info
+
+
 MethodBuilder = Callable[[MethodOptions], Method]
+#: ``(options, checkpoint path, configured name) -> method`` for ``<name>:<checkpoint>`` specs.
+CheckpointBuilder = Callable[[MethodOptions, str, str], Method]
 METHODS: dict[str, MethodBuilder] = {}
+CHECKPOINT_METHODS: dict[str, CheckpointBuilder] = {}
 _INFO: dict[str, MethodInfo] = {}
+_CHECKPOINT_INFO: dict[str, MethodInfo] = {}
 
 
-def register_method(name: str, builder: MethodBuilder, info: MethodInfo) -> None:
-    """Add a builder; a name already taken, or one that starts with ``folder:``, raises ``ValueError``."""
+def register_method(
+    name: str,
+    builder: MethodBuilder,
+    info: MethodInfo,
+    *,
+    checkpoint_builder: CheckpointBuilder | None = None,
+    checkpoint_method_info: MethodInfo | None = None,
+) -> None:
+    """Add a builder; a name already taken, or one that starts with ``folder:``, raises ``ValueError``.
+
+    With ``checkpoint_builder`` the method also takes a checkpoint, ``<name>:<path>``, described in the
+    report by ``checkpoint_method_info`` (default: ``info`` without paper rows, as a checkpoint of another
+    configuration reproduces none of them).
+    """
     if name in METHODS:
         raise ValueError(f"method '{name}' is already registered")
     if name.startswith(FOLDER_PREFIX) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
         raise ValueError(f"bad method name {name!r}: lower-case letters, digits, '_', '.', '-'")
     METHODS[name] = builder
     _INFO[name] = info
+    if checkpoint_builder is not None:
+        CHECKPOINT_METHODS[name] = checkpoint_builder
+        _CHECKPOINT_INFO[name] = checkpoint_method_info or dataclasses.replace(info, paper_rows=None)
 
 
 def _build_lq(options: MethodOptions) -> Method:
@@ -400,6 +599,14 @@ def _build_dmdnet_generic(options: MethodOptions) -> Method:
     return DMDNetMethod(options, use_references=False)
 
 
+def _build_dmdnet_checkpoint(options: MethodOptions, checkpoint: str, name: str) -> Method:
+    return DMDNetMethod(options, use_references=True, checkpoint=checkpoint, name=name)
+
+
+def _build_dmdnet_generic_checkpoint(options: MethodOptions, checkpoint: str, name: str) -> Method:
+    return DMDNetMethod(options, use_references=False, checkpoint=checkpoint, name=name)
+
+
 register_method("lq", _build_lq, MethodInfo("bicubic up-sampling of the LQ input (the floor)"))
 register_method(
     "dmdnet",
@@ -409,45 +616,93 @@ register_method(
         uses_references=True,
         paper_rows={2: "Ours (Full)", 3: "Ours(128)"},
     ),
+    checkpoint_builder=_build_dmdnet_checkpoint,
+    checkpoint_method_info=MethodInfo(
+        "DMDNet from a checkpoint, with references of the same identity (the checkpoint's dictionaries)",
+        uses_references=True,
+    ),
 )
 register_method(
     "dmdnet-generic",
     _build_dmdnet_generic,
     MethodInfo("DMDNet, generic dictionary only (no references)", paper_rows={1: "Ours^g", 2: "Ours^g"}),
+    checkpoint_builder=_build_dmdnet_generic_checkpoint,
+    checkpoint_method_info=MethodInfo("DMDNet from a checkpoint, no references"),
 )
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def allowed_method_names() -> list[str]:
-    """Registered names plus the ``folder:<path>`` pattern, for error messages."""
-    return [*sorted(METHODS), f"{FOLDER_PREFIX}<path>"]
+    """Registered names plus the ``folder:<path>`` and ``<name>:<checkpoint>`` patterns (error messages)."""
+    checkpoints = [f"{name}{CHECKPOINT_SEPARATOR}<checkpoint>" for name in sorted(CHECKPOINT_METHODS)]
+    return [*sorted(METHODS), f"{FOLDER_PREFIX}<path>", *checkpoints]
+
+
+def parse_method_spec(name: str) -> tuple[str, str | None]:
+    """Split a method spec into ``(method, argument)``.
+
+    ``"lq"`` → ``("lq", None)``; ``"folder:<path>"`` → ``("folder", "<path>")``; ``"dmdnet:<path>"`` →
+    ``("dmdnet", "<path>")`` (the first ``:`` separates; the path may hold more).
+
+    Raises:
+        ValueError: an unknown method, a method that takes no checkpoint given one, or an empty path (the
+            message lists the allowed names).
+    """
+    if name.startswith(FOLDER_PREFIX):
+        folder = name[len(FOLDER_PREFIX) :]
+        if not folder.strip():
+            raise ValueError(f"method {name!r}: give the folder, e.g. 'folder:results_external/gfpgan'")
+        return FOLDER_PREFIX[:-1], folder
+    base, sep, argument = name.partition(CHECKPOINT_SEPARATOR)
+    if not sep:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; allowed: {', '.join(allowed_method_names())}")
+        return name, None
+    if base not in CHECKPOINT_METHODS:
+        what = f"method {base!r} takes no checkpoint" if base in METHODS else f"unknown method {name!r}"
+        raise ValueError(f"{what}; allowed: {', '.join(allowed_method_names())}")
+    if not argument.strip():
+        raise ValueError(
+            f"method {name!r}: give the checkpoint file, e.g. '{base}{CHECKPOINT_SEPARATOR}"
+            "models/dmdnet/generator.pth'"
+        )
+    return base, argument
 
 
 def check_method_name(name: str) -> str:
-    """Return ``name`` if it is a registered method or ``folder:<path>``; else raise ``ValueError``."""
-    if name.startswith(FOLDER_PREFIX):
-        if not name[len(FOLDER_PREFIX) :].strip():
-            raise ValueError(f"method {name!r}: give the folder, e.g. 'folder:results_external/gfpgan'")
-        return name
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(allowed_method_names())}")
+    """Return ``name`` if it is a registered method, ``folder:<path>`` or ``<name>:<checkpoint>`` of a
+    method that takes one; else raise ``ValueError``."""
+    parse_method_spec(name)
     return name
 
 
 def method_slug(name: str) -> str:
-    """A folder- and file-safe name: the registered name, or ``folder-<last folder name>`` for folders."""
-    check_method_name(name)
+    """A folder- and file-safe name: the registered name; ``folder-<last folder name>`` for folders;
+    ``<name>-<checkpoint's folder name>-<checkpoint's file stem>`` for checkpoints (e.g.
+    ``dmdnet:models/ours64/generator.pth`` → ``dmdnet-ours64-generator``), with ``-checkpoint`` appended
+    where that would be a registered name."""
+    base, argument = parse_method_spec(name)
     if name.startswith(FOLDER_PREFIX):
-        base = Path(name[len(FOLDER_PREFIX) :].rstrip("/")).name or "root"
-        return "folder-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
-    return name
+        folder = Path(name[len(FOLDER_PREFIX) :].rstrip("/")).name or "root"
+        return "folder-" + _SAFE.sub("_", folder)
+    if argument is None:
+        return name
+    path = Path(argument)
+    slug = "-".join([base, *(_SAFE.sub("_", part) for part in (path.parent.name, path.stem) if part)])
+    return f"{slug}-checkpoint" if slug in METHODS or slug == base else slug
 
 
 def method_info(name: str) -> MethodInfo:
-    """Report metadata of a method (folder methods: an external method's outputs, no paper row)."""
-    check_method_name(name)
+    """Report metadata of a method (folder methods: an external method's outputs, no paper row; a
+    checkpoint: the method's checkpoint description with the path, no paper row)."""
+    base, argument = parse_method_spec(name)
     if name.startswith(FOLDER_PREFIX):
         return MethodInfo(f"outputs read from {name[len(FOLDER_PREFIX) :]}")
-    return _INFO[name]
+    if argument is None:
+        return _INFO[name]
+    info = _CHECKPOINT_INFO[base]
+    return dataclasses.replace(info, description=f"{info.description}: {argument}")
 
 
 def build_method(name: str, options: MethodOptions | None = None) -> Method:
@@ -456,25 +711,34 @@ def build_method(name: str, options: MethodOptions | None = None) -> Method:
     Raises:
         ValueError: unknown name (the message lists the allowed ones).
         FileNotFoundError: a ``folder:`` method whose folder does not exist.
-        WeightsNotFoundError: a network method whose weights file is absent.
+        WeightsNotFoundError: a network method whose weights file is absent (for DMDNet, the official file
+            or the checkpoint: :class:`CheckpointNotFoundError`).
+        CheckpointUnsuitableError: a checkpoint without what the method needs.
+        dmdnet.official.CheckpointError: an unreadable checkpoint, or one that does not fit its config.
     """
-    check_method_name(name)
+    base, argument = parse_method_spec(name)
     options = options if options is not None else MethodOptions()
     if name.startswith(FOLDER_PREFIX):
         return FolderMethod(name[len(FOLDER_PREFIX) :], name=name)
-    return METHODS[name](options)
+    if argument is None:
+        return METHODS[name](options)
+    return CHECKPOINT_METHODS[base](options, argument, name)
 
 
 def try_build_method(name: str, options: MethodOptions | None = None) -> Method | UnavailableMethod:
     """Like :func:`build_method`, but absent weights give :class:`UnavailableMethod` with the reason.
 
     Only network methods become unavailable (``WeightsNotFoundError`` / ``FileNotFoundError`` while
-    loading weights); a ``folder:`` method whose folder is missing is a configuration error and raises.
+    loading weights, or a checkpoint without what the method needs, :class:`CheckpointUnsuitableError`);
+    a ``folder:`` method whose folder is missing is a configuration error and raises, and so does an
+    unreadable checkpoint.
     """
     check_method_name(name)
     if name.startswith(FOLDER_PREFIX):
         return build_method(name, options)
     try:
         return build_method(name, options)
-    except (WeightsNotFoundError, FileNotFoundError) as exc:
+    except (CheckpointNotFoundError, CheckpointUnsuitableError) as exc:
+        return UnavailableMethod(name, str(exc), exc.checkpoint)
+    except FileNotFoundError as exc:
         return UnavailableMethod(name, str(exc))

@@ -9,7 +9,10 @@ Tables: rows are methods; columns ×4 PSNR / SSIM / LPIPS / FID / Id, then ×8 t
 This run's rows come first, marked ``this run``; the paper's rows follow, marked with
 :data:`benchmark.paper.PAPER_SOURCE`. Table 1 lists this run's methods that use no references, Table 2 all of
 them, Table 3 only methods that reproduce one of the paper's ablation variants. A metric that could not be
-computed shows ``n/a`` with a numbered note giving the reason. The Id column names its embedder: unless
+computed shows ``n/a`` with a numbered note giving the reason. A network method's row carries a numbered note
+naming the checkpoint it ran (path and description, from the summary's ``checkpoint`` entry, e.g. ``official
+DMDNet.pth`` or ``trained here: channels 16, items 8, generic+specific``); the methods section and the CSV's
+``checkpoint`` column give it too. The Id column names its embedder: unless
 this run used ArcFace, this run's ``Id(<embedder>)`` and the paper's ``Id(ArcFace)`` are separate columns,
 because the two scales are not comparable.
 """
@@ -42,6 +45,7 @@ __all__ = [
     "THIS_RUN",
     "load_summary",
     "build_tables",
+    "checkpoint_text",
     "render_markdown",
     "render_csv",
     "render_latex",
@@ -88,10 +92,14 @@ class Cell:
 
 @dataclass(frozen=True)
 class Row:
+    """One table row; ``checkpoint``: the weights this run's method used, ``note`` its note number."""
+
     method: str
     source: str
     cells: dict[tuple[str, str], Cell]
     n: dict[str, int] = field(default_factory=dict)
+    checkpoint: str | None = None
+    note: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,17 @@ def _fmt(value: float, key: str) -> str:
 
 def _id_label(embedder: str) -> str:
     return "Id(ArcFace)" if embedder == PAPER_ID_EMBEDDER else f"Id({embedder})"
+
+
+def checkpoint_text(entry: Mapping[str, Any]) -> str | None:
+    """The checkpoint of a summary's method entry as one line (``None``: the method has none)."""
+    checkpoint = entry.get("checkpoint")
+    if not checkpoint:
+        return None
+    path, description = checkpoint.get("path"), checkpoint.get("description") or ""
+    if path and description:
+        return f"{path} ({description})"
+    return path or description or None
 
 
 def _run_cell(entry: Mapping[str, Any] | None, key: str, task: str, notes: _Notes, label: str) -> Cell:
@@ -213,7 +232,9 @@ def _run_rows(
                     n[task] = task_entry["n"]
                     metric = task_entry["metrics"].get(key)
                     cells[(task, key)] = _run_cell(metric, key, task, notes, labels[key])
-        rows.append(Row(shown, THIS_RUN, cells, n))
+        checkpoint = checkpoint_text(entry)
+        note = notes.number(f"{name}: checkpoint {checkpoint}") if checkpoint else None
+        rows.append(Row(shown, THIS_RUN, cells, n, checkpoint, note))
     return rows
 
 
@@ -270,7 +291,8 @@ def _markdown_table(table: ReportTable) -> list[str]:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(table.columns)]
     for row in table.rows:
-        cells = [row.method, row.source] + [_cell_md(row.cells[c]) for c in table.columns]
+        method = f"{row.method} [{row.note}]" if row.note else row.method
+        cells = [method, row.source] + [_cell_md(row.cells[c]) for c in table.columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -313,14 +335,20 @@ def render_markdown(
     lines.append(f"- {NOT_REPORTED}: not reported by that source; n/a [k]: not available, reason in note k.")
     lines += ["", "## Methods in this run", ""]
     for name, entry in summary["methods"].items():
+        checkpoint = checkpoint_text(entry)
+        used = f"; checkpoint `{checkpoint}`" if checkpoint else ""
         if not entry.get("available", False):
-            lines.append(f"- `{name}`: {entry.get('description', '')} — unavailable: {entry.get('reason')}")
+            lines.append(
+                f"- `{name}`: {entry.get('description', '')}{used} — unavailable: {entry.get('reason')}"
+            )
             continue
         timing = ", ".join(
             f"{_TASK_LABEL.get(t, t)} {e['seconds'] / max(e['n'], 1):.3f} s/image restored and scored"
             for t, e in entry["tasks"].items()
         )
-        lines.append(f"- `{name}`: {entry.get('description', '')} ({timing}; results in `{entry['slug']}/`)")
+        lines.append(
+            f"- `{name}`: {entry.get('description', '')}{used} ({timing}; results in `{entry['slug']}/`)"
+        )
     for table in tables:
         lines += ["", f"## Table {table.number}: {table.title}", ""]
         lines += _markdown_table(table)
@@ -343,7 +371,7 @@ def render_markdown(
 
 def render_csv(tables: Sequence[ReportTable], notes: Sequence[str]) -> pd.DataFrame:
     """Long format: table, method, source, task, metric (column key), label, value, higher_is_better, n,
-    text (as printed), note (the reason of an ``n/a``)."""
+    text (as printed), note (the reason of an ``n/a``), checkpoint (the weights of this run's method)."""
     records = []
     for table in tables:
         for row in table.rows:
@@ -362,6 +390,7 @@ def render_csv(tables: Sequence[ReportTable], notes: Sequence[str]) -> pd.DataFr
                         "n": row.n.get(task),
                         "text": cell.text,
                         "note": notes[cell.note - 1] if cell.note else "",
+                        "checkpoint": row.checkpoint or "",
                     }
                 )
     frame = pd.DataFrame.from_records(records)
@@ -422,7 +451,8 @@ def render_latex(tables: Sequence[ReportTable], notes: Sequence[str]) -> str:
             for column in table.columns:
                 cell = row.cells[column]
                 cells.append(_tex(cell.text) + (rf"\textsuperscript{{{cell.note}}}" if cell.note else ""))
-            out.append(" & ".join([_tex(row.method), _tex(row.source), *cells]) + r" \\")
+            method = _tex(row.method) + (rf"\textsuperscript{{{row.note}}}" if row.note else "")
+            out.append(" & ".join([method, _tex(row.source), *cells]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     if notes:
         out += ["", r"\noindent Notes:\\"]

@@ -19,7 +19,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from dmdnet.network import DMDNet
 from dmdnet.official import official_buffer_map, official_layer_map
 
-__all__ = ["add_spectral_norm", "export_official", "fold_for_inference"]
+__all__ = ["add_spectral_norm", "export_official", "fold_for_inference", "power_iteration_step"]
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:
@@ -32,6 +32,35 @@ def add_spectral_norm(model: DMDNet) -> DMDNet:
         if not parametrize.is_parametrized(conv, "weight"):
             spectral_norm(conv)
     return model
+
+
+def _spectral_norms(model: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    """``(conv, its spectral-norm parametrization)`` for every parametrized layer of ``model``."""
+    from torch.nn.utils.parametrizations import _SpectralNorm  # torch's own class; no public name
+
+    return [
+        (m, p)
+        for m in model.modules()
+        if parametrize.is_parametrized(m, "weight")
+        for p in m.parametrizations.weight
+        if isinstance(p, _SpectralNorm)
+    ]
+
+
+def power_iteration_step(model: nn.Module) -> None:
+    """One power iteration of every spectral norm of ``model``, then σ fixed until the next call.
+
+    Torch's spectral norm iterates on every forward in training mode, so a layer run several times in a
+    step (DMDNet's HQ extractor: the generic faces, then each sample's references) would iterate as often
+    as it is called, a count that differs between one process and several with the same global batch. The
+    trainer calls this once per step instead and keeps the parametrizations in eval mode (σ from the
+    stored vectors), so every layer iterates exactly once per step on every rank.
+    """
+    for conv, norm in _spectral_norms(model):
+        norm.eval()
+        if conv.parametrizations.weight.original.ndim > 1:
+            weight = conv.parametrizations.weight.original
+            norm._power_method(norm._reshape_weight_to_matrix(weight), norm.n_power_iterations)
 
 
 def export_official(model: DMDNet) -> OrderedDict[str, torch.Tensor]:

@@ -47,6 +47,7 @@ from celebref.images import write_png
 from degrade.pairs import EpochDataset
 from dmdnet.train.discriminator import MultiScaleDiscriminator
 from dmdnet.train.losses import LossWeights, VGGFeatures, generator_loss, hinge_d_loss, mse_loss
+from dmdnet.train.spectral import power_iteration_step
 from dmdnet.train.task import TrainableRestorer
 
 __all__ = ["TrainerConfig", "Trainer", "rank_batches", "DistributedContext", "distributed_context"]
@@ -347,9 +348,18 @@ class Trainer:
                     torch.zeros((), device=self.device),
                 )
                 (loss / acc).backward()
-            loss_sum += float(loss) / acc
+            loss_sum += float(loss.detach()) / acc
         self.opt_d.step()
         return loss_sum
+
+    def _global_mean(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean over ranks of each logged loss (each rank computed it on its part of the batch)."""
+        if self.ctx.world == 1:
+            return values
+        names = sorted(values)
+        vector = torch.tensor([values[n] for n in names], dtype=torch.float64, device=self.device)
+        dist.all_reduce(vector)
+        return {n: float(v) / self.ctx.world for n, v in zip(names, vector.tolist(), strict=True)}
 
     # -- validation ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -522,9 +532,13 @@ class Trainer:
                 if self.ctx.is_main:
                     tqdm.write(f"step {self.step}: dictionary stage {self.model.stage}")
             micro = next(batches)
+            for module in (self.model, self.disc):
+                if module is not None:
+                    power_iteration_step(module)
             losses, fakes = self._generator_step(micro)
             if self.disc is not None:
                 losses["d_hinge"] = self._discriminator_step(micro, fakes)
+            losses = self._global_mean(losses)
             self.step += 1
             self.position += 1
             row = {

@@ -1,0 +1,366 @@
+"""Training DMDNet: variants, the dictionary stages, exact resume, export, DDP and overfitting.
+
+Everything runs at 512² (component boxes are defined on the aligned 512 face) with a tiny network
+(4 channels), on a dataset of the official fixture's four faces.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from curate.dataset import CelebRefHQ
+from degrade.config import DegradationRanges
+from dmdnet.network import DMDNet, DMDNetConfig
+from dmdnet.official import load_official
+from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples, generic_faces
+from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, forward_update
+from dmdnet.train.losses import LossWeights
+from dmdnet.train.trainer import Trainer, TrainerConfig, rank_batches
+from dmdnet.trained import load_generator
+from tests.paths import DMDNET_FIXTURE
+
+TINY = DMDNetConfig(channels=4, key_ratio=2, items=2)
+NO_VGG = LossWeights(perceptual=0, style=0)
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train: identity ``a`` (three faces, so references exist) and ``b`` (one); val: one face."""
+    root = tmp_path_factory.mktemp("celebref")
+    faces = [(DMDNET_FIXTURE / "hq.png", DMDNET_FIXTURE / "hq_landmarks.txt")] + [
+        (DMDNET_FIXTURE / "refs" / f"ref_{k}.png", DMDNET_FIXTURE / "refs" / f"ref_{k}_landmarks.txt")
+        for k in range(3)
+    ]
+    places = [("train", "a", 0), ("train", "a", 1), ("train", "a", 2), ("train", "b", 0), ("val", "c", 0)]
+    for (split, ident, k), (png, lm) in zip(places, [*faces, faces[0]], strict=True):
+        folder = root / split / ident
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, folder / f"{k}.png")
+        shutil.copy(lm, folder / f"{k}.landmarks.txt")
+    return root
+
+
+def _faces(root: Path, split: str = "train") -> TrainingFaces:
+    return TrainingFaces(CelebRefHQ(root, split), DegradationRanges(), TrainingDataConfig(max_references=2))
+
+
+def _model(train_set: TrainingFaces, config: DMDNetConfig = TINY, schedule=None, seed: int = 0):
+    torch.manual_seed(seed)
+    faces, boxes = generic_faces(train_set, config.items, seed) if config.items else (None, None)
+    return DMDNetTraining(config, schedule, generic_faces=faces, generic_boxes=boxes, dictionary_lr=1e-3)
+
+
+def _batch(train_set: TrainingFaces, indices=(0, 3)) -> dict:
+    return collate_samples([train_set[i] for i in indices])
+
+
+# -- variants ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "absent"),
+    [
+        (
+            DMDNetConfig(channels=4, key_ratio=2, items=0, use_specific=False, transform_scales=()),
+            "hq_encoder",
+        ),
+        (DMDNetConfig(channels=4, key_ratio=2, items=2, use_specific=False), "fusion"),
+        (DMDNetConfig(channels=4, key_ratio=2, items=0), None),
+        (DMDNetConfig(channels=4, key_ratio=2, items=2, transform_scales=(64,)), None),
+    ],
+    ids=["plain-cnn", "generic-only", "specific-only", "1T"],
+)
+def test_variants_train_with_per_sample_references(dataset_root, config, absent):
+    train_set = _faces(dataset_root)
+    model = _model(train_set, config, DictionarySchedule(stages=("frozen",), steps=()))
+    if absent:
+        assert not hasattr(model.net, absent)
+    assert len(model.net.confidence) == len(config.transform_slots)
+    batch = _batch(train_set)
+    out = model(batch)
+    assert out.shape == (2, 3, 512, 512)
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_sample_without_references_reads_generic_only(dataset_root):
+    """A face with N = 0 gets exactly what the generic restoration gives it, whatever the others have."""
+    train_set = _faces(dataset_root)
+    model = _model(
+        train_set, DMDNetConfig(channels=4, key_ratio=2, items=2), DictionarySchedule(("frozen",), ())
+    )
+    model.eval()
+    batch = _batch(train_set, (0, 1))
+    refs = batch["references"][0][:1] if batch["references"][0].shape[0] else batch["references"][1][:1]
+    ref_boxes = (
+        batch["reference_boxes"][0][:1]
+        if batch["references"][0].shape[0]
+        else batch["reference_boxes"][1][:1]
+    )
+    with torch.no_grad():
+        spec = model.net.extract_memory(refs, ref_boxes)
+        mixed = model.net(batch["lq"], batch["boxes"], [spec, None])
+        generic = model.net(batch["lq"][1:], batch["boxes"][1:])
+        alone = model.net(batch["lq"][:1], batch["boxes"][:1], spec)
+    torch.testing.assert_close(mixed[1:], generic, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mixed[:1], alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(mixed[:1], model.net(batch["lq"][:1], batch["boxes"][:1]).detach(), atol=1e-6)
+
+
+# -- eq. 3 ------------------------------------------------------------------------------------------------
+def test_forward_update_blends_the_best_matching_item():
+    gen = torch.Generator().manual_seed(0)
+    keys, values = torch.randn(5, 2, 3, 3, generator=gen), torch.randn(5, 4, 3, 3, generator=gen)
+    tk, tv = keys[[3, 1]] * 2 + 0.01, torch.randn(2, 4, 3, 3, generator=gen)  # samples match items 3 and 1
+    gk = torch.tensor(0.25, requires_grad=True)
+    gv = torch.tensor(0.75, requires_grad=True)
+    new_keys, new_values = forward_update((keys, values), (tk, tv), gk, gv)
+    assert new_keys.shape == (2, 5, 2, 3, 3) and new_values.shape == (2, 5, 4, 3, 3)
+    for b, item in enumerate((3, 1)):
+        torch.testing.assert_close(new_keys[b, item], 0.25 * keys[item] + 0.75 * tk[b])
+        torch.testing.assert_close(new_values[b, item], 0.75 * values[item] + 0.25 * tv[b])
+        others = [i for i in range(5) if i != item]
+        assert torch.equal(new_keys[b, others].detach(), keys[others])
+    (new_keys.sum() + new_values.sum()).backward()
+    assert gk.grad is not None and gk.grad != 0 and gv.grad is not None and gv.grad != 0
+
+
+# -- stages -----------------------------------------------------------------------------------------------
+def _grad_norms(model: DMDNetTraining, batch: dict) -> dict[str, float]:
+    model.zero_grad(set_to_none=True)
+    model(batch).square().mean().backward()
+    groups = {"hq_encoder": model.net.hq_encoder, "lq_encoder": model.net.lq_encoder, "head": model.net.head}
+    out = {
+        k: sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None)
+        for k, m in groups.items()
+    }
+    if hasattr(model, "gamma_logits"):
+        out["gamma"] = sum(
+            float(p.grad.abs().sum()) for p in model.gamma_logits.values() if p.grad is not None
+        )
+    memory = list(model.net.memory.parameters())
+    out["memory"] = sum(float(p.grad.abs().sum()) for p in memory if p.grad is not None)
+    return out
+
+
+def test_each_dictionary_stage_changes_what_it_should(dataset_root):
+    train_set = _faces(dataset_root)
+    model = _model(train_set, schedule=DictionarySchedule(steps=(1, 1, 1)))
+    batch = {**_batch(train_set), "references": [torch.zeros(0, 3, 512, 512)] * 2}
+    batch["reference_boxes"] = [torch.zeros(0, 4, 4, dtype=torch.int64)] * 2
+
+    assert model.stage == "init"
+    g = _grad_norms(model, batch)
+    assert g["hq_encoder"] > 0 and g["head"] > 0  # F_gen is trained through the final loss
+    assert g["gamma"] == 0 and g["memory"] == 0
+
+    assert model.enter_step(1, settled=False) and model.stage == "forward"
+    g = _grad_norms(model, batch)
+    assert g["gamma"] > 0 and g["hq_encoder"] > 0
+
+    assert model.enter_step(2, settled=False) and model.stage == "backward"
+    assert not hasattr(model, "generic_faces")  # F_gen no longer computes the items
+    g = _grad_norms(model, batch)
+    assert g["memory"] > 0 and g["lq_encoder"] > 0 and g["head"] > 0
+    assert g["hq_encoder"] == 0  # without references, nothing reaches the extractor now
+    groups = {g["name"]: g for g in model.param_groups(2e-4)}
+    assert groups["dictionary"]["lr"] == 1e-3 and len(groups["dictionary"]["params"]) == 18
+
+    assert model.enter_step(3, settled=False) and model.stage == "frozen"
+    assert not list(model.net.memory.parameters())
+    before = {k: v.clone() for k, v in model.net.memory.state_dict().items()}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    _grad_norms(model, batch)
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in model.net.memory.state_dict().items())
+    assert not model.enter_step(10, settled=True)  # the last stage runs to the end
+
+
+def test_settle_advances_early_and_ob_starts_random(dataset_root):
+    train_set = _faces(dataset_root)
+    model = _model(train_set, schedule=DictionarySchedule(steps=(50, 50, 50), advance="settle"))
+    assert not model.enter_step(1, settled=False)
+    assert model.enter_step(2, settled=True) and model.stage == "forward"
+    ob = _model(train_set, schedule=DictionarySchedule(stages=("backward", "frozen"), steps=(5,)))
+    assert ob.stage == "backward" and not hasattr(ob, "generic_faces")
+    assert float(ob.net.memory.le_256_key.detach().std()) > 0.5  # N(0, 1) items, not F_gen's
+
+
+def test_bad_schedules_are_refused():
+    with pytest.raises(ValueError, match="order"):
+        DictionarySchedule(stages=("backward", "init"), steps=(1,))
+    with pytest.raises(ValueError, match="stage lengths"):
+        DictionarySchedule(steps=(1,))
+    with pytest.raises(ValueError, match="generic faces"):
+        DMDNetTraining(TINY, DictionarySchedule())
+
+
+# -- the trainer -----------------------------------------------------------------------------------------
+def _trainer(root: Path, out: Path, steps: int, **kw) -> Trainer:
+    train_set = _faces(root)
+    model = _model(train_set, schedule=DictionarySchedule(steps=(1, 1, 1)))
+    config = TrainerConfig(
+        steps=steps,
+        batch_size=2,
+        losses=NO_VGG,
+        disc_width=4,
+        disc_depth=2,
+        val_every=2,
+        val_images=1,
+        sample_images=1,
+        checkpoint_every=2,
+        log_every=1,
+        **kw,
+    )
+    return Trainer(model, train_set, _faces(root, "val"), config, out, collate=collate_samples)
+
+
+def test_rank_batches_cover_the_global_batch():
+    one = rank_batches(6, epoch=1, seed=3, batch_size=4, rank=0, world=1, accumulation=2)
+    two = [rank_batches(6, epoch=1, seed=3, batch_size=4, rank=r, world=2, accumulation=1) for r in (0, 1)]
+    assert len(one) == 2 and all(len(b) == 2 for b in one)
+    assert one[0] + one[1] == two[0][0] + two[1][0]  # same faces in the same step
+    assert rank_batches(3, epoch=0, seed=0, batch_size=4, rank=0, world=1, accumulation=1)[0]  # repeats
+    with pytest.raises(ValueError, match="evenly"):
+        rank_batches(6, epoch=0, seed=0, batch_size=3, rank=0, world=2, accumulation=1)
+
+
+def test_resume_is_exact(dataset_root, tmp_path):
+    """4 steps straight vs 2, stop, resume, 2: bit-identical (through all four dictionary stages)."""
+    straight = _trainer(dataset_root, tmp_path / "a", 4)
+    straight.fit()
+    first = _trainer(dataset_root, tmp_path / "b", 4)
+    first.fit(stop_after=2)
+    del first
+    resumed = _trainer(dataset_root, tmp_path / "b", 4)
+    resumed.fit(resume=True)
+    assert resumed.model.stage == straight.model.stage == "frozen"
+    a, b = straight.state_dict(), resumed.state_dict()
+    for part in ("model", "disc"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            if isinstance(a[part][k], torch.Tensor):
+                assert torch.equal(a[part][k], b[part][k]), f"{part}.{k}"
+    assert a["opt_g"]["state"].keys() == b["opt_g"]["state"].keys()
+    assert (a["epoch"], a["position"]) == (b["epoch"], b["position"])
+    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]  # no step logged twice
+    assert (tmp_path / "b" / "samples" / "step_0000004.png").is_file()
+    assert "val_psnr" in log[0]
+
+
+def test_export_loads_in_both_layouts_with_the_trained_outputs(dataset_root, tmp_path):
+    trainer = _trainer(dataset_root, tmp_path / "run", 3)
+    trainer.fit()
+    model = trainer.model
+    assert model.stage == "backward"
+    paths = model.export(tmp_path / "export")
+    assert [p.name for p in paths] == ["DMDNet.pth", "generator.pth"]
+    batch = _batch(trainer.train_set)
+    ref, ref_boxes = batch["references"][0], batch["reference_boxes"][0]
+    snapshot = model.snapshot()
+    with torch.no_grad():
+        expected = snapshot(batch["lq"], batch["boxes"], snapshot.build_specific_memory(ref, ref_boxes))
+    for net in (load_official(paths[0], config=TINY), load_generator(paths[1])):
+        assert isinstance(net, DMDNet) and net.config == TINY
+        with torch.no_grad():
+            got = net(batch["lq"], batch["boxes"], net.build_specific_memory(ref, ref_boxes))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_small_model_overfits_two_faces(dataset_root):
+    """Stated budget: 60 Adam steps (lr 2e-3) on two fixed pairs take the MSE down at least 10×."""
+    train_set = _faces(dataset_root)
+    model = _model(
+        train_set, DMDNetConfig(channels=8, key_ratio=4, items=2), DictionarySchedule(("frozen",), ())
+    )
+    batch = _batch(train_set, (0, 3))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = (model(batch) - batch["gt"]).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    print(f"overfit: MSE {losses[0]:.4f} -> {losses[-1]:.5f}")
+    assert losses[-1] < losses[0] / 10
+
+
+# -- DDP --------------------------------------------------------------------------------------------------
+def _params_file(tmp_path: Path, **trainer) -> Path:
+    params = {
+        "degrade": {"ranges": {}},
+        "train": {
+            "seed": 1,
+            "data": {"max_references": 1},
+            "trainer": {
+                "steps": 2,
+                "batch_size": 2,
+                "val_every": 100,
+                "checkpoint_every": 100,
+                "log_every": 1,
+                **trainer,
+            },
+            "losses": {"perceptual": 0, "style": 0},
+            "discriminator": {"width": 4, "depth": 2},
+            "variants": {
+                "tiny": {
+                    "network": {"channels": 4, "key_ratio": 2, "items": 2},
+                    "schedule": {"steps": [1, 1, 1]},
+                }
+            },
+        },
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _train_cli(args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
+    params = _params_file(tmp_path)
+    common = ["--params", str(params), "--variant", "tiny", "--dataset", str(dataset_root)]
+    _train_cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
+    _train_cli(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "dmdnet.train",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ]
+    )
+    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    assert one["step"] == two["step"] == 2 and one["stage"] == two["stage"] == "forward"
+    # the same global batch gives the same losses (the second step also sees the first update)
+    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
+    assert len(logs[0]) == len(logs[1]) == 2
+    for a, b in zip(*logs, strict=True):
+        for name in ("mse", "total", "d_hinge"):
+            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
+    # weights within float tolerance: Adam's first steps move every weight by about lr whatever the size
+    # of its gradient, so a near-zero gradient's rounding can show as a fraction of lr (2e-4)
+    for part in ("model", "disc"):
+        for k, v in one[part].items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                torch.testing.assert_close(two[part][k], v, rtol=1e-4, atol=1e-4, msg=f"{part}.{k}")
+    assert '"processes": 2' in (tmp_path / "two" / "summary.json").read_text()
