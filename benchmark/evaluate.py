@@ -7,7 +7,9 @@ For each method × task: restore every test image (batched) into
 ``<results>/<method>/<task>/<identity>/<n>.png``, score it against the ground truth, write the per-image
 scores to ``<metrics>/per_image/<method>_<task>.csv`` and everything to ``<metrics>/summary.json``
 (N, each metric's value and direction, the conventions, every unavailable metric or method with its
-reason, and for network methods the checkpoint they ran: path, format and a one-line description).
+reason, and for network methods the checkpoint they ran: path, format, a one-line description and, for a
+checkpoint with a training ``summary.json`` beside it, that run's variant and budget), and the paper rows
+each method claims (:func:`benchmark.methods.method_infos`), so that the report needs nothing else.
 Network metrics are built once per run and reset between tasks. Outputs are written atomically.
 """
 
@@ -34,7 +36,7 @@ from benchmark.methods import (
     Method,
     TestCase,
     UnavailableMethod,
-    method_info,
+    method_infos,
     method_slug,
     try_build_method,
 )
@@ -388,10 +390,11 @@ def run(
 
     options = config.method_options()
     built = {name: try_build_method(name, options) for name in config.methods}  # fail early, load once
+    infos = method_infos(config.methods)  # paper rows; one Table 3 row per checkpoint
     methods_summary: dict[str, Any] = {}
     tables: dict[str, pd.DataFrame] = {}
     for name, method in built.items():
-        slug, info = method_slug(name), method_info(name)
+        slug, info = method_slug(name), infos[name]
         checkpoint = getattr(method, "checkpoint", None)  # the weights a network method runs
         entry: dict[str, Any] = {
             "slug": slug,

@@ -14,7 +14,11 @@ Names:
 - ``dmdnet-generic``: DMDNet with the generic dictionary only (no references), official weights;
 - ``dmdnet:<checkpoint>`` / ``dmdnet-generic:<checkpoint>``: the same with the weights of a checkpoint file,
   read by :func:`dmdnet.trained.load_generator`: a generator trained here (``generator.pth``, any
-  :class:`~dmdnet.network.DMDNetConfig` variant) or a file in the official layout.
+  :class:`~dmdnet.network.DMDNetConfig` variant) or a file in the official layout. When the checkpoint's
+  folder holds the ``summary.json`` that ``python -m dmdnet.train`` writes beside ``generator.pth``
+  (:func:`training_summary`), its variant, description and training budget join the checkpoint's
+  description, and its ``paper_row`` (a row of the paper's Table 3) makes the method claim that row
+  (:func:`method_info`; both specs of one checkpoint: :func:`method_infos`).
 
 :func:`try_build_method` turns absent model weights (or a checkpoint without the parts the method needs)
 into :class:`UnavailableMethod` carrying the reason, so the report states why a method has no numbers
@@ -25,6 +29,8 @@ weights they run, which the evaluation summary and the report show per method.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import Field
 
+from benchmark.paper import paper_table
 from celebref.config import StageConfig
 from celebref.images import read_image
 from curate.dataset import FaceRecord, read_landmarks
@@ -55,6 +62,11 @@ __all__ = [
     "CHECKPOINT_SEPARATOR",
     "CHECKPOINT_METHODS",
     "CheckpointInfo",
+    "TRAINING_SUMMARY",
+    "FULL_MODEL_ROW",
+    "TrainingSummary",
+    "training_summary",
+    "table3_row",
     "CheckpointNotFoundError",
     "CheckpointUnsuitableError",
     "checkpoint_info",
@@ -63,6 +75,7 @@ __all__ = [
     "register_method",
     "method_slug",
     "method_info",
+    "method_infos",
     "check_method_name",
     "allowed_method_names",
     "build_method",
@@ -80,6 +93,10 @@ CHECKPOINT_SEPARATOR = ":"
 #: :attr:`CheckpointInfo.format` of the official layout (a generator trained here: ``"dmdnet-generator"``).
 OFFICIAL_FORMAT = "official"
 OFFICIAL_DESCRIPTION = "official DMDNet.pth"
+#: The file ``python -m dmdnet.train`` writes beside the checkpoints of a run (:func:`training_summary`).
+TRAINING_SUMMARY = "summary.json"
+#: The paper's Table 3 row of the full model (Table 2's ``Ours (Full)``; generic restoration: ``Ours^g``).
+FULL_MODEL_ROW = "Ours(128)"
 
 
 @dataclass(frozen=True)
@@ -181,12 +198,15 @@ class CheckpointInfo:
         description: one line, e.g. ``"official DMDNet.pth"`` or ``"trained here: channels 16, items 8,
             generic+specific"``.
         config: the :class:`~dmdnet.network.DMDNetConfig` fields of a trained file (plain values).
+        training: the readable part of the training run's ``summary.json`` beside the file
+            (:meth:`TrainingSummary.to_dict`), ``None`` without one.
     """
 
     path: str | None
     format: str | None
     description: str
     config: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -332,11 +352,134 @@ def describe_config(config: Any) -> str:
     return ", ".join(parts)
 
 
+def table3_row(name: str) -> str | None:
+    """The row of the paper's Table 3 that ``name`` spells (``None``: none): the exact name, else the one
+    row equal up to case, white space and the marks ``( ) ^ _ † *`` (``"ours64"`` → ``"Ours(64)"``)."""
+    rows = [row.method for row in paper_table(3).rows]
+    if name in rows:
+        return name
+
+    def key(text: str) -> str:
+        return re.sub(r"[\s()^_†*]+", "", text.casefold())
+
+    found = [row for row in rows if key(row) == key(name)]
+    return found[0] if len(found) == 1 and key(name) else None
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What ``python -m dmdnet.train`` recorded about the run that wrote a checkpoint (as far as readable).
+
+    Attributes:
+        path: the ``summary.json`` read.
+        variant: the variant's name in ``params.yaml`` (e.g. ``"ours64"``).
+        description: its description.
+        paper_row: the Table 3 row it reproduces, as written.
+        table3_row: ``paper_row`` as the paper's Table 3 spells it (:func:`table3_row`); ``None`` when it
+            names no row.
+        steps: training steps done.
+        batch_size: faces per step.
+        train_faces: faces of the training set.
+        use_specific: whether the network has a specific dictionary (``None``: not recorded).
+    """
+
+    path: str
+    variant: str | None = None
+    description: str | None = None
+    paper_row: str | None = None
+    table3_row: str | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    train_faces: int | None = None
+    use_specific: bool | None = None
+
+    def text(self) -> str:
+        """One line, e.g. ``"variant ours64 (Y = 64), 300000 steps × batch 4 on 1000 faces"``."""
+        parts = []
+        if self.variant:
+            parts.append(f"variant {self.variant}" + (f" ({self.description})" if self.description else ""))
+        elif self.description:
+            parts.append(self.description)
+        budget = []
+        if self.steps is not None:
+            budget.append(f"{self.steps} steps")
+        if self.batch_size is not None:
+            budget.append(f"× batch {self.batch_size}" if budget else f"batch {self.batch_size}")
+        if self.train_faces is not None:
+            budget.append(f"on {self.train_faces} faces")
+        if budget:
+            parts.append(" ".join(budget))
+        if self.table3_row:
+            parts.append(f"paper row {self.table3_row}")
+        elif self.paper_row:
+            parts.append(f"paper_row {self.paper_row!r} is not a row of the paper's Table 3")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def training_summary(checkpoint: str | Path) -> TrainingSummary | None:
+    """The training run's ``summary.json`` beside ``checkpoint`` (:data:`TRAINING_SUMMARY`), if any.
+
+    ``None`` when there is none, it cannot be read or parsed, it is not a training summary (no ``variant``
+    nor ``paper_row`` string), or its ``files`` list does not name the checkpoint (it describes other
+    files). Fields of the wrong type are left out; this never raises for a bad file.
+    """
+    checkpoint = Path(checkpoint)
+    path = checkpoint.parent / TRAINING_SUMMARY
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # absent, unreadable, not UTF-8 / JSON, too deep
+        return None
+    if not isinstance(data, dict):
+        return None
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return (value.strip() or None) if isinstance(value, str) else None
+
+    def count(key: str) -> int | None:
+        value = data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    variant, paper_row = text("variant"), text("paper_row")
+    if variant is None and paper_row is None:
+        return None
+    files = data.get("files")
+    if isinstance(files, list) and all(isinstance(f, str) for f in files) and checkpoint.name not in files:
+        return None
+    network = data.get("network")
+    use_specific = network.get("use_specific") if isinstance(network, dict) else None
+    return TrainingSummary(
+        path=str(path),
+        variant=variant,
+        description=text("description"),
+        paper_row=paper_row,
+        table3_row=None if paper_row is None else table3_row(paper_row),
+        steps=count("steps"),
+        batch_size=count("batch_size"),
+        train_faces=count("train_faces"),
+        use_specific=use_specific if isinstance(use_specific, bool) else None,
+    )
+
+
+def _with_training(info: CheckpointInfo) -> CheckpointInfo:
+    """``info`` with the training summary beside its file, if any, in ``training`` and the description."""
+    training = None if info.path is None else training_summary(info.path)
+    if training is None:
+        return info
+    text = training.text()
+    description = f"{info.description}; {text}" if text else info.description
+    return dataclasses.replace(info, description=description, training=training.to_dict())
+
+
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
     """Describe a DMDNet checkpoint file from its header, without building the network.
 
     A generator file trained here (:mod:`dmdnet.trained`) is described by its config; any other file is
-    taken for the official ``DMDNet.pth`` layout (whose loader checks every key).
+    taken for the official ``DMDNet.pth`` layout (whose loader checks every key). A training summary beside
+    the file (:func:`training_summary`) adds the variant and its training budget to the description.
 
     Raises:
         FileNotFoundError: no such file.
@@ -356,10 +499,12 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({exc})") from exc
     if isinstance(payload, Mapping) and payload.get("format") == GENERATOR_FORMAT:
         config = config_from_dict(payload.get("config") or {})
-        return CheckpointInfo(
+        info = CheckpointInfo(
             str(path), GENERATOR_FORMAT, f"trained here: {describe_config(config)}", config_to_dict(config)
         )
-    return CheckpointInfo(str(path), OFFICIAL_FORMAT, "DMDNet.pth layout (release configuration)")
+    else:
+        info = CheckpointInfo(str(path), OFFICIAL_FORMAT, "DMDNet.pth layout (release configuration)")
+    return _with_training(info)
 
 
 def load_dmdnet_backend(
@@ -574,7 +719,8 @@ def register_method(
 
     With ``checkpoint_builder`` the method also takes a checkpoint, ``<name>:<path>``, described in the
     report by ``checkpoint_method_info`` (default: ``info`` without paper rows, as a checkpoint of another
-    configuration reproduces none of them).
+    configuration reproduces none of them; a checkpoint's training summary may claim rows:
+    :func:`method_info`).
     """
     if name in METHODS:
         raise ValueError(f"method '{name}' is already registered")
@@ -614,7 +760,7 @@ register_method(
     MethodInfo(
         "DMDNet, generic + specific dictionaries (references of the same identity)",
         uses_references=True,
-        paper_rows={2: "Ours (Full)", 3: "Ours(128)"},
+        paper_rows={2: "Ours (Full)", 3: FULL_MODEL_ROW},
     ),
     checkpoint_builder=_build_dmdnet_checkpoint,
     checkpoint_method_info=MethodInfo(
@@ -693,16 +839,63 @@ def method_slug(name: str) -> str:
     return f"{slug}-checkpoint" if slug in METHODS or slug == base else slug
 
 
+def _checkpoint_paper_rows(
+    base: str, uses_references: bool, training: TrainingSummary | None
+) -> dict[int, str]:
+    """The paper rows a ``<base>:<checkpoint>`` method claims from the checkpoint's training summary.
+
+    A variant whose ``paper_row`` is the full model's (:data:`FULL_MODEL_ROW`) claims what the official
+    method of the same name claims (``dmdnet``: Table 2 ``Ours (Full)`` and Table 3 ``Ours(128)``;
+    ``dmdnet-generic``: ``Ours^g`` of Tables 1 and 2). Any other Table 3 row is claimed in Table 3 by
+    either spec, except by a method with references on a network without specific dictionary (it cannot
+    run; its generic spec claims the row).
+    """
+    if training is None or training.table3_row is None:
+        return {}
+    row = training.table3_row
+    if uses_references and training.use_specific is False:
+        return {}
+    if row == FULL_MODEL_ROW and base in _INFO:
+        return dict(_INFO[base].paper_rows or {})
+    return {3: row}
+
+
 def method_info(name: str) -> MethodInfo:
     """Report metadata of a method (folder methods: an external method's outputs, no paper row; a
-    checkpoint: the method's checkpoint description with the path, no paper row)."""
+    checkpoint: the method's checkpoint description with the path, and the paper rows its training summary
+    names, if any: :func:`_checkpoint_paper_rows`)."""
     base, argument = parse_method_spec(name)
     if name.startswith(FOLDER_PREFIX):
         return MethodInfo(f"outputs read from {name[len(FOLDER_PREFIX) :]}")
     if argument is None:
         return _INFO[name]
     info = _CHECKPOINT_INFO[base]
-    return dataclasses.replace(info, description=f"{info.description}: {argument}")
+    rows = _checkpoint_paper_rows(base, info.uses_references, training_summary(argument))
+    return dataclasses.replace(
+        info, description=f"{info.description}: {argument}", paper_rows=rows or info.paper_rows
+    )
+
+
+def method_infos(names: Sequence[str]) -> dict[str, MethodInfo]:
+    """:func:`method_info` of each configured method, with one Table 3 row per checkpoint: where the
+    generic spec and the spec with references of the same checkpoint file claim the same Table 3 row, only
+    the one with references keeps it (Table 3 is measured with the full model setting)."""
+    infos = {name: method_info(name) for name in names}
+
+    def table3(name: str) -> tuple[str, str] | None:
+        base, argument = parse_method_spec(name)
+        rows = infos[name].paper_rows or {}
+        if name.startswith(FOLDER_PREFIX) or argument is None or 3 not in rows:
+            return None
+        return os.path.normcase(os.path.abspath(argument)), rows[3]
+
+    with_references = {table3(n) for n in names if infos[n].uses_references} - {None}
+    for name in names:
+        claim = table3(name)
+        if not infos[name].uses_references and claim in with_references:
+            rows = {k: v for k, v in (infos[name].paper_rows or {}).items() if k != 3}
+            infos[name] = dataclasses.replace(infos[name], paper_rows=rows or None)
+    return infos
 
 
 def build_method(name: str, options: MethodOptions | None = None) -> Method:

@@ -8,11 +8,14 @@ and ``<out>/figures/*.png``, atomically (the whole folder is replaced).
 Tables: rows are methods; columns ×4 PSNR / SSIM / LPIPS / FID / Id, then ×8 the same (Table 3 has no Id).
 This run's rows come first, marked ``this run``; the paper's rows follow, marked with
 :data:`benchmark.paper.PAPER_SOURCE`. Table 1 lists this run's methods that use no references, Table 2 all of
-them, Table 3 only methods that reproduce one of the paper's ablation variants. A metric that could not be
-computed shows ``n/a`` with a numbered note giving the reason. A network method's row carries a numbered note
-naming the checkpoint it ran (path and description, from the summary's ``checkpoint`` entry, e.g. ``official
-DMDNet.pth`` or ``trained here: channels 16, items 8, generic+specific``); the methods section and the CSV's
-``checkpoint`` column give it too. The Id column names its embedder: unless
+them, Table 3 only methods that reproduce one of the paper's ablation variants (the summary's ``paper_rows``:
+the official ``dmdnet`` as ``Ours(128)``, a checkpoint as the row its training summary names); a run row
+that claims a paper row is labelled ``<method> (= <paper row>)``. A metric that could not be computed shows
+``n/a`` with a numbered note giving the reason. A network method's row carries a numbered note naming the
+checkpoint it ran (path and description, from the summary's ``checkpoint`` entry, e.g. ``official
+DMDNet.pth`` or ``trained here: channels 16, items 8, generic+specific; variant ours64 (…), 300000 steps ×
+batch 4 on 1000 faces``); the methods section and the CSV's ``checkpoint`` column give it too. Everything
+comes from ``summary.json``: the report reads no model files. The Id column names its embedder: unless
 this run used ArcFace, this run's ``Id(<embedder>)`` and the paper's ``Id(ArcFace)`` are separate columns,
 because the two scales are not comparable.
 """

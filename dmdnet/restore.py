@@ -30,7 +30,8 @@ from dmdnet.blocks import feature_window
 from dmdnet.boxes import COMPONENT_ROWS, component_boxes
 from dmdnet.dictionary import SpecificDictionary
 from dmdnet.inference import PRECISIONS, InferenceConfig, Restorer, to_uint8
-from dmdnet.official import CheckpointError, load_official
+from dmdnet.official import CheckpointError
+from dmdnet.trained import load_generator
 
 __all__ = ["ALIGNED_SIZE", "FaceError", "PreparedFace", "FacePreparer", "list_images", "main", "run"]
 
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> Counter:
         tasks.append("specific")
     if args.references is not None:
         tasks.append("dictionary")
-    model = load_official(args.weights, tasks=tasks)
+    model = load_generator(args.weights, tasks=tasks)  # official DMDNet.pth or a generator.pth trained here
     restorer = Restorer(
         model,
         InferenceConfig(device=args.device, precision=args.precision, batch_size=args.batch),
@@ -239,7 +240,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dictionary", type=Path, help="a saved specific dictionary (from --save-dictionary)")
     p.add_argument("--save-dictionary", type=Path, help="write the specific dictionary here for reuse")
     p.add_argument("--output", type=Path, required=True, help="output folder (PNG)")
-    p.add_argument("--weights", type=Path, required=True, help="official DMDNet.pth")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help="official DMDNet.pth, or generator.pth / DMDNet.pth trained by python -m dmdnet.train",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--batch", type=int, default=1, help="faces per forward pass")

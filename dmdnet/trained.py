@@ -21,7 +21,7 @@ import torch
 
 from celebref.atomic import atomic_path
 from dmdnet.network import TASKS, DMDNet, DMDNetConfig, modules_for
-from dmdnet.official import CheckpointError, load_official
+from dmdnet.official import OFFICIAL_URL, CheckpointError, load_official
 
 __all__ = ["GENERATOR_FORMAT", "config_to_dict", "config_from_dict", "save_generator", "load_generator"]
 
@@ -79,11 +79,14 @@ def load_generator(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"generator checkpoint not found: {path}")
+        raise FileNotFoundError(
+            f"DMDNet checkpoint not found: {path} (the official DMDNet.pth is at {OFFICIAL_URL}; "
+            "python -m dmdnet.train writes generator.pth)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch raises several types for a bad file
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    except Exception:  # not a zip-format file of ours: the official loader reads (or explains) the rest
+        return load_official(path, device=device, tasks=tasks)
     if not (isinstance(payload, Mapping) and payload.get("format") == GENERATOR_FORMAT):
         return load_official(path, device=device, tasks=tasks)
     if payload.get("version") != _VERSION:

@@ -1,11 +1,14 @@
 """The benchmark's DMDNet methods with a checkpoint file: ``dmdnet:<path>`` / ``dmdnet-generic:<path>``.
 
 Tiny DMDNet variants (8 channels, a few items) with deterministic random weights, written by
-:func:`dmdnet.trained.save_generator`; the method's outputs must equal the model run directly.
+:func:`dmdnet.trained.save_generator`; the method's outputs must equal the model run directly. A training
+``summary.json`` beside the file describes the run and claims the paper's Table 3 row it names.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -28,7 +31,10 @@ from benchmark.methods import (
     check_method_name,
     checkpoint_info,
     method_info,
+    method_infos,
     method_slug,
+    table3_row,
+    training_summary,
     try_build_method,
 )
 from celebref.images import read_image, write_png
@@ -309,3 +315,149 @@ def test_summary_and_report_name_the_checkpoint(tmp_path: Path) -> None:
     assert set(table[table.method == "lq"]["checkpoint"]) == {""}
     tex = written["benchmark.tex"].read_text(encoding="utf-8")
     assert rf"\textsuperscript{{{k}}} & this run" in tex
+
+
+# --- the training summary beside a checkpoint -----------------------------------------------------------
+
+
+def _write_training_summary(folder: Path, **fields: object) -> Path:
+    """A ``summary.json`` as ``python -m dmdnet.train`` writes it beside ``generator.pth``."""
+    summary: dict[str, object] = {
+        "variant": "ours64",
+        "description": "Y = 64 generic items",
+        "paper_row": "Ours(64)",
+        "network": {"channels": 8, "items": 4, "use_specific": True},
+        "steps": 1200,
+        "batch_size": 4,
+        "train_faces": 30,
+        "files": ["generator.pth"],
+    }
+    summary.update(fields)
+    path = folder / "summary.json"
+    path.write_text(json.dumps(summary), encoding="utf-8")
+    return path
+
+
+def test_training_summary_claims_its_table3_row(tmp_path: Path) -> None:
+    _, path = _saved(tmp_path, TINY, "ours64")
+    _write_training_summary(path.parent)
+    training = training_summary(path)
+    assert training is not None and training.variant == "ours64" and training.table3_row == "Ours(64)"
+    info = checkpoint_info(path)
+    budget = "variant ours64 (Y = 64 generic items), 1200 steps × batch 4 on 30 faces, paper row Ours(64)"
+    assert info.description == f"trained here: channels 8, items 4, generic+specific; {budget}"
+    assert info.training is not None and info.training["table3_row"] == "Ours(64)"
+    assert info.training["steps"] == 1200
+    spec, generic = f"dmdnet:{path}", f"dmdnet-generic:{path}"
+    assert method_info(spec).paper_rows == {3: "Ours(64)"} and method_info(spec).uses_references
+    assert method_info(generic).paper_rows == {3: "Ours(64)"}  # alone, the generic spec claims it
+    both = method_infos([generic, spec, "dmdnet"])
+    assert both[spec].paper_rows == {3: "Ours(64)"} and not both[generic].paper_rows  # one run row only
+    assert both["dmdnet"].paper_rows == {2: "Ours (Full)", 3: "Ours(128)"}
+    other = method_infos([generic, f"dmdnet:{tmp_path / 'other' / 'generator.pth'}"])
+    assert other[generic].paper_rows == {3: "Ours(64)"}  # another checkpoint takes nothing from it
+
+
+def test_training_summary_paper_row_spellings_and_full_model(tmp_path: Path) -> None:
+    assert table3_row("Ours(64)") == "Ours(64)"
+    assert table3_row("ours 64") == "Ours(64)" and table3_row("OURS_S") == "Ours^s"
+    assert table3_row("Ours(0)") == "Ours(0)†" and table3_row("w/o  f") == "w/o F"
+    assert table3_row("Ours(65)") is None and table3_row("") is None and table3_row("()") is None
+    _, full = _saved(tmp_path, TINY, "ours128")
+    _write_training_summary(full.parent, variant="ours128", paper_row="ours(128)")
+    # the full model claims what the official methods claim
+    assert method_info(f"dmdnet:{full}").paper_rows == {2: "Ours (Full)", 3: "Ours(128)"}
+    assert method_info(f"dmdnet-generic:{full}").paper_rows == {1: "Ours^g", 2: "Ours^g"}
+    # no specific dictionary: only the generic spec can run, so only it claims the row
+    _, plain = _saved(tmp_path, DMDNetConfig(channels=8, items=4, use_specific=False), "ours0")
+    _write_training_summary(plain.parent, paper_row="Ours(0)†", network={"use_specific": False})
+    infos = method_infos([f"dmdnet:{plain}", f"dmdnet-generic:{plain}"])
+    assert not infos[f"dmdnet:{plain}"].paper_rows
+    assert infos[f"dmdnet-generic:{plain}"].paper_rows == {3: "Ours(0)†"}
+    # a paper_row that names no Table 3 row: said in the description, no claim
+    _, odd = _saved(tmp_path, TINY, "odd")
+    _write_training_summary(odd.parent, paper_row="Ours(65)")
+    assert not method_info(f"dmdnet:{odd}").paper_rows
+    assert "paper_row 'Ours(65)' is not a row of the paper's Table 3" in checkpoint_info(odd).description
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[1, 2]",
+        b"\xff\xfe\x00garbage",
+        json.dumps({"steps": 10}),  # not a training summary
+        json.dumps({"variant": "ours64", "paper_row": "Ours(64)", "files": ["DMDNet.pth"]}),  # other file
+    ],
+)
+def test_bad_training_summary_is_ignored(tmp_path: Path, content: str | bytes) -> None:
+    _, path = _saved(tmp_path, TINY)
+    target = path.parent / "summary.json"
+    target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert training_summary(path) is None
+    info = checkpoint_info(path)
+    assert info.description == "trained here: channels 8, items 4, generic+specific" and info.training is None
+    assert not method_info(f"dmdnet:{path}").paper_rows
+    assert not method_info(f"dmdnet-generic:{path}").paper_rows
+
+
+def test_training_summary_fields_of_wrong_type_are_left_out(tmp_path: Path) -> None:
+    _, path = _saved(tmp_path, TINY)
+    _write_training_summary(
+        path.parent, paper_row=64, steps="many", batch_size=True, train_faces=-1, network=[1], files=None
+    )
+    training = training_summary(path)
+    assert training is not None and training.variant == "ours64"
+    assert training.paper_row is None and training.steps is None and training.batch_size is None
+    assert training.train_faces is None and training.use_specific is None
+    assert checkpoint_info(path).description.endswith("; variant ours64 (Y = 64 generic items)")
+    assert not method_info(f"dmdnet:{path}").paper_rows
+
+
+def test_no_training_summary_claims_nothing(tmp_path: Path) -> None:
+    _, path = _saved(tmp_path, TINY)
+    assert training_summary(path) is None and checkpoint_info(path).training is None
+    assert training_summary(tmp_path / "nowhere" / "generator.pth") is None
+    assert not method_info(f"dmdnet:{path}").paper_rows
+    (path.parent / "summary.json").mkdir()  # not a file: unreadable, ignored
+    assert training_summary(path) is None and not method_info(f"dmdnet-generic:{path}").paper_rows
+
+
+def test_report_places_the_trained_variant_beside_its_table3_row(tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    faces = _make_faces(tmp_path / "data", IDENTITIES[:1])  # 2 images, 1 reference each
+    _, path = _saved(tmp_path / "models", TINY, "ours64")
+    _write_training_summary(path.parent)
+    spec, generic = f"dmdnet:{path}", f"dmdnet-generic:{path}"
+    config = EvaluateConfig.model_validate(
+        {
+            "methods": ["lq", generic, spec],
+            "tasks": ["x4"],
+            "metrics": ["psnr"],
+            "input_landmarks": "gt",
+            "weights": {"dir": str(faces["weights"])},
+        }
+    )
+    metrics = tmp_path / "metrics"
+    summary = run(config, faces["dataset"], faces["lq"], tmp_path / "results", metrics)
+    entry = summary["methods"][spec]
+    assert entry["available"] and entry["paper_rows"] == {"3": "Ours(64)"}
+    assert summary["methods"][generic]["paper_rows"] == {}  # the spec with references has the row
+    assert entry["checkpoint"]["training"]["variant"] == "ours64"
+    budget = "variant ours64 (Y = 64 generic items), 1200 steps × batch 4 on 30 faces"
+    assert budget in entry["checkpoint"]["description"]
+
+    shutil.rmtree(tmp_path / "models")  # the report reads metrics/summary.json only
+    written = report.run(report.ReportConfig(figures=FigureConfig(images=0)), metrics, None, tmp_path / "rep")
+    md = written["benchmark.md"].read_text(encoding="utf-8")
+    table3 = md.split("## Table 3", 1)[1].split("\n## ", 1)[0].splitlines()
+    ours = [line for line in table3 if line.startswith(f"| {spec} (= Ours(64)) [")]
+    assert len(ours) == 1 and "| this run |" in ours[0]
+    assert any(line.startswith("| Ours(64) (Y = 64) | paper") for line in table3)
+    assert not any(line.startswith(f"| {generic}") for line in table3)
+    assert sum(line.startswith(f"| {generic} [") for line in md.splitlines()) == 2  # Tables 1 and 2
+    assert f"{spec}: checkpoint {path} (trained here: channels 8, items 4, generic+specific; {budget}" in md
+    table = pd.read_csv(written["benchmark.csv"], keep_default_na=False)
+    rows = table[(table.table == 3) & (table.source == report.THIS_RUN)]
+    assert set(rows.method) == {f"{spec} (= Ours(64))"} and budget in rows.checkpoint.iloc[0]

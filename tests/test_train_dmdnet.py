@@ -295,7 +295,7 @@ def test_small_model_overfits_two_faces(dataset_root):
 
 
 # -- DDP --------------------------------------------------------------------------------------------------
-def _params_file(tmp_path: Path, **trainer) -> Path:
+def _params_file(tmp_path: Path, losses: dict | None = None, **trainer) -> Path:
     params = {
         "degrade": {"ranges": {}},
         "train": {
@@ -309,7 +309,7 @@ def _params_file(tmp_path: Path, **trainer) -> Path:
                 "log_every": 1,
                 **trainer,
             },
-            "losses": {"perceptual": 0, "style": 0},
+            "losses": losses or {"perceptual": 0, "style": 0},
             "discriminator": {"width": 4, "depth": 2},
             "variants": {
                 "tiny": {
@@ -364,3 +364,15 @@ def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
             if isinstance(v, torch.Tensor) and v.is_floating_point():
                 torch.testing.assert_close(two[part][k], v, rtol=1e-4, atol=1e-4, msg=f"{part}.{k}")
     assert '"processes": 2' in (tmp_path / "two" / "summary.json").read_text()
+
+
+def test_cli_names_missing_vgg_weights_and_unknown_variants(dataset_root, tmp_path, capsys, monkeypatch):
+    from dmdnet.train.__main__ import main
+
+    monkeypatch.setenv("CELEBREF_WEIGHTS", str(tmp_path / "no-weights"))
+    params = _params_file(tmp_path, losses={"perceptual": 1.0})
+    args = ["--params", str(params), "--dataset", str(dataset_root), "--out", str(tmp_path / "out")]
+    assert main([*args, "--variant", "tiny"]) == 2
+    assert "vgg19-dcbb9e9d.pth" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no train variant 'nope'; known: tiny"):
+        main([*args, "--variant", "nope"])

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict:
         summary = {
             "variant": args.variant,
             "description": variant.description,
+            "paper_row": variant.paper_row,
             "network": config_to_dict(trainer.model.config),
             "schedule": variant.schedule.model_dump(mode="json"),
             "steps": trainer.step,

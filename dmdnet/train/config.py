@@ -107,6 +107,7 @@ class VariantConfig(StageConfig):
     """One named run: the network and its dictionary schedule (Table 3 rows are variants)."""
 
     description: str = ""
+    paper_row: str | None = None  # the Table 3 row this variant reproduces, e.g. "Ours(128)", "w/o F"
     network: NetworkConfig = NetworkConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 

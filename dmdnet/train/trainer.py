@@ -185,10 +185,11 @@ class Trainer:
         collate: Callable[[Sequence[Any]], dict[str, Any]],
         vgg: VGGFeatures | None = None,
         context: DistributedContext | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         self.config = config
         self.ctx = context or distributed_context()
-        self.device = _device(self.ctx)
+        self.device = _device(self.ctx) if device is None else torch.device(device)
         self.out_dir = Path(out_dir)
         self.collate = collate
         self.train_set, self.val_set = train_set, val_set
