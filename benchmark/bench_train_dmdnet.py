@@ -26,8 +26,13 @@ from dmdnet.train.__main__ import run as train_run
 
 def _params_with(params: Path, out: Path, steps: int | None) -> Path:
     data = yaml.safe_load(params.read_text())
-    if steps is not None:
-        data["train"]["trainer"]["steps"] = steps
+    if steps is not None:  # a longer budget: every dictionary stage gets the same share of it
+        trainer = data["train"]["trainer"]
+        for variant in data["train"]["variants"].values():
+            schedule = variant.get("schedule") or {}
+            if "steps" in schedule:
+                schedule["steps"] = [max(1, n * steps // trainer["steps"]) for n in schedule["steps"]]
+        trainer["steps"] = steps
     path = out / "params.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="dmdnet")
     p.add_argument("--dataset", type=Path, default=Path("data/celebref"))
     p.add_argument("--lq", type=Path, default=Path("data/lq"))
-    p.add_argument("--steps", type=int, default=None, help="override train.trainer.steps")
+    p.add_argument("--steps", type=int, default=None, help="train.trainer.steps (stage lengths scaled along)")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_train_dmdnet"))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
