@@ -9,3 +9,5 @@ DATA = Path(__file__).resolve().parent / "data"
 DEMO_FACES = DATA / "demo_faces"
 # The official DMDNet implementation's numerical fixture (its README states the rule and tolerances).
 DMDNET_FIXTURE = DATA / "dmdnet_official"
+# The official ASFFNet512 implementation's numerical fixture (its README states the rule and tolerances).
+ASFFNET_FIXTURE = DATA / "asffnet512_official"
