@@ -289,7 +289,7 @@ def test_small_model_overfits_two_faces(dataset_root):
         loss = (model(batch) - batch["gt"]).square().mean()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     print(f"overfit: MSE {losses[0]:.4f} -> {losses[-1]:.5f}")
     assert losses[-1] < losses[0] / 10
 
