@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 import torch
 
-from dmdnet.fixture_weights import key_seed, load_manifest_shapes
+from dmdnet.fixture_weights import key_seed, load_manifest_shapes, top_singular_pair
 
 __all__ = ["U_FACTOR", "PLAIN_GAIN", "generate_fixture_state_dict", "load_manifest_shapes"]
 
@@ -56,16 +56,6 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def _top_singular_pair(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mat = weight.reshape(weight.shape[0], -1).to(torch.float64)
-    with _one_thread():
-        u, _, vh = torch.linalg.svd(mat, full_matrices=False)
-    u0, v0 = u[:, 0], vh[0, :]
-    if u0[u0.abs().argmax()] < 0:
-        u0, v0 = -u0, -v0
-    return u0, v0
-
-
 def generate_fixture_state_dict(
     shapes: Mapping[str, Sequence[int]] | Iterable[tuple[str, Sequence[int]]],
 ) -> OrderedDict[str, torch.Tensor]:
@@ -93,7 +83,8 @@ def generate_fixture_state_dict(
                 raise ValueError(f"{key}: no matching {base} in the key list")
             if base not in pairs:
                 orig = out[base] if base in out else _weight_orig(base, shape_of[base])
-                pairs[base] = _top_singular_pair(orig)
+                with _one_thread():
+                    pairs[base] = top_singular_pair(orig)
             u0, v0 = pairs[base]
             out[key] = (u0 * U_FACTOR).float() if key.endswith("weight_u") else v0.float()
         else:

@@ -11,8 +11,6 @@ convolutions.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 
 from asffnet.network import ASFFNet, ASFFNetConfig
 from dmdnet.blocks import fold_spectral_norm
+from dmdnet.official import CheckpointError, read_official_checkpoint  # one error type for both layouts
 
 __all__ = [
     "OFFICIAL_URL",
@@ -35,10 +34,6 @@ __all__ = [
 # the release has no GitHub asset: the author's README links Google Drive (and a Baidu NetDisk mirror)
 OFFICIAL_URL = "https://drive.google.com/file/d/13kjKkS6SQjiVYSxD4HfUhIiYv_oNGHsD/view?usp=sharing"
 MIRROR_URL = "https://pan.baidu.com/s/1hGT0FgEwrzFvJUzs4CdLMA?pwd=iufd"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not match the official ASFFNet512 layout."""
 
 
 #: Official layer name (no suffix) → (this module's ``nn.Conv2d`` path, whether it is spectrally normalised).
@@ -169,23 +164,14 @@ def convert_official_state_dict(
 
 
 def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ASFFNet512 weights not found: {path}. Download ASFFNet512.pth from {OFFICIAL_URL} "
-            f"(mirror: {MIRROR_URL}) and pass its path (e.g. put it at models/asffnet/ASFFNet512.pth)."
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"cannot read ASFFNet512 checkpoint {path}: {type(exc).__name__}: {exc}. "
-            f"The file may be truncated or not a PyTorch checkpoint; re-download it from {OFFICIAL_URL}."
-        ) from exc
-    if isinstance(obj, Mapping) and "params" in obj and isinstance(obj["params"], Mapping):
-        obj = obj["params"]
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
-    return obj
+    return read_official_checkpoint(
+        path,
+        model="ASFFNet512",
+        file_name="ASFFNet512.pth",
+        folder="models/asffnet",
+        url=OFFICIAL_URL,
+        mirror=MIRROR_URL,
+    )
 
 
 def load_official(

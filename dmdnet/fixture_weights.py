@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["U_FACTOR", "key_seed", "generate_fixture_state_dict", "load_manifest_shapes"]
+__all__ = ["U_FACTOR", "key_seed", "top_singular_pair", "generate_fixture_state_dict", "load_manifest_shapes"]
 
 U_FACTOR = 0.7
 
@@ -42,7 +42,7 @@ def _randn(key: str, shape: Sequence[int]) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=g, dtype=torch.float32)
 
 
-def _top_singular_pair(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def top_singular_pair(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(u0, v0) of ``weight`` reshaped to ``(out, -1)``, float64, with the sign rule applied."""
     mat = weight.reshape(weight.shape[0], -1).to(torch.float64)
     u, _, vh = torch.linalg.svd(mat, full_matrices=False)
@@ -83,7 +83,7 @@ def generate_fixture_state_dict(
                     if base in out
                     else _randn(base, shape_of[base]) / math.sqrt(math.prod(shape_of[base][1:]))
                 )
-                pairs[base] = _top_singular_pair(orig)
+                pairs[base] = top_singular_pair(orig)
             u0, v0 = pairs[base]
             out[key] = (u0 * U_FACTOR).float() if key.endswith("weight_u") else v0.float()
         else:

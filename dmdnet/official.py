@@ -28,6 +28,7 @@ __all__ = [
     "official_shapes",
     "load_official",
     "convert_official_state_dict",
+    "read_official_checkpoint",
 ]
 
 OFFICIAL_URL = "https://github.com/csxmli2016/DMDNet/releases/download/v1/DMDNet.pth"
@@ -184,25 +185,47 @@ def _torch_load(path: Path, *, mmap: bool) -> object:
         raise
 
 
-def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
-    """The official state dict in ``path``, memory-mapped (tensors are read from disk when first used)."""
+def read_official_checkpoint(
+    path: Path,
+    *,
+    model: str,
+    file_name: str,
+    folder: str,
+    url: str,
+    mirror: str | None = None,
+    mmap: bool = False,
+) -> Mapping[str, torch.Tensor]:
+    """The state dict of an official checkpoint file (unwrapped from ``params`` where it is stored so).
+
+    ``model``, ``file_name``, ``folder`` (a suggested place), ``url`` and ``mirror`` word the errors: a
+    missing file names where to download it; an unreadable one says it may be truncated. ``mmap``: tensors
+    are read from disk when first used.
+    """
     if not path.is_file():
+        where = f"{url} (mirror: {mirror})" if mirror else url
         raise FileNotFoundError(
-            f"DMDNet weights not found: {path}. Download DMDNet.pth from {OFFICIAL_URL} "
-            f"and pass its path (e.g. put it at models/dmdnet/DMDNet.pth)."
+            f"{model} weights not found: {path}. Download {file_name} from {where} "
+            f"and pass its path (e.g. put it at {folder}/{file_name})."
         )
     try:
-        obj = _torch_load(path, mmap=True)
+        obj = _torch_load(path, mmap=mmap)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"cannot read DMDNet checkpoint {path}: {type(exc).__name__}: {exc}. "
-            f"The file may be truncated or not a PyTorch checkpoint; re-download it from {OFFICIAL_URL}."
+            f"cannot read {model} checkpoint {path}: {type(exc).__name__}: {exc}. "
+            f"The file may be truncated or not a PyTorch checkpoint; re-download it from {url}."
         ) from exc
     if isinstance(obj, Mapping) and "params" in obj and isinstance(obj["params"], Mapping):
         obj = obj["params"]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
     return obj
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
+    """The official DMDNet state dict in ``path``, memory-mapped."""
+    return read_official_checkpoint(
+        path, model="DMDNet", file_name="DMDNet.pth", folder="models/dmdnet", url=OFFICIAL_URL, mmap=True
+    )
 
 
 def load_official(
