@@ -3,7 +3,8 @@
 Example::
 
     evaluate:
-      methods: [lq]                 # lq | dmdnet[-generic] | dmdnet[-generic]:<checkpoint> | folder:<path>
+      methods: [lq]                 # lq | dmdnet[-generic][:<checkpoint>] | asffnet512
+                                    # | asffnet[:<checkpoint>] | folder:<path>
       tasks: [x4, x8]
       split: test
       metrics: [psnr, ssim, lpips, fid, id]
@@ -13,7 +14,7 @@ Example::
       batch_size: 4
       num_threads: 2
       weights: {dir: null, allow_download: false, lpips_alexnet: null, lpips_linear: null,
-                fid_inception: null, dmdnet: null}
+                fid_inception: null, dmdnet: null, asffnet512: null}
       faces: {embedder: dlib}       # the Id metric's embedder, labelled Id(<embedder>)
 """
 
@@ -46,6 +47,7 @@ class WeightsConfig(StageConfig):
         fid_inception: explicit ``pt_inception-2015-12-05-6726825d.pth``.
         dmdnet: explicit official ``DMDNet.pth`` (for ``dmdnet`` / ``dmdnet-generic``; a
             ``dmdnet:<checkpoint>`` method names its own file).
+        asffnet512: explicit official ``ASFFNet512.pth`` (for ``asffnet512``).
     """
 
     dir: Path | None = None
@@ -54,6 +56,7 @@ class WeightsConfig(StageConfig):
     lpips_linear: Path | None = None
     fid_inception: Path | None = None
     dmdnet: Path | None = None
+    asffnet512: Path | None = None
 
 
 class EvaluateConfig(StageConfig):
@@ -136,6 +139,7 @@ class EvaluateConfig(StageConfig):
             size=self.size,
             device=self.device,
             dmdnet_weights=self.weights.dmdnet,
+            asffnet_weights=self.weights.asffnet512,
             weights_dir=self.weights.dir,
             allow_download=self.weights.allow_download,
             max_references=self.max_references,

@@ -152,6 +152,7 @@ class MethodOptions(StageConfig):
         size: side of the restored faces (the ground truth's, 512).
         device: torch device for network methods.
         dmdnet_weights: explicit path of the official ``DMDNet.pth`` (else resolved from ``weights_dir``).
+        asffnet_weights: explicit path of the official ``ASFFNet512.pth`` (likewise).
         weights_dir: weights cache directory (default ``$CELEBREF_WEIGHTS`` or ``~/.cache/celebref``).
         allow_download: fetch missing weights from their official URL.
         max_references: at most this many references per input for reference-based methods (paper: ≤ 21).
@@ -164,6 +165,7 @@ class MethodOptions(StageConfig):
     size: int = Field(default=512, ge=8)
     device: str = "cpu"
     dmdnet_weights: Path | None = None
+    asffnet_weights: Path | None = None
     weights_dir: Path | None = None
     allow_download: bool = False
     max_references: int = Field(default=21, ge=1)
@@ -352,10 +354,10 @@ def describe_config(config: Any) -> str:
     return ", ".join(parts)
 
 
-def table3_row(name: str) -> str | None:
-    """The row of the paper's Table 3 that ``name`` spells (``None``: none): the exact name, else the one
-    row equal up to case, white space and the marks ``( ) ^ _ † *`` (``"ours64"`` → ``"Ours(64)"``)."""
-    rows = [row.method for row in paper_table(3).rows]
+def paper_table_row(table: int, name: str) -> str | None:
+    """The row of the paper's Table ``table`` that ``name`` spells (``None``: none): the exact name, else the
+    one row equal up to case, white space and the marks ``( ) ^ _ † *`` (``"ours64"`` → ``"Ours(64)"``)."""
+    rows = [row.method for row in paper_table(table).rows]
     if name in rows:
         return name
 
@@ -366,6 +368,15 @@ def table3_row(name: str) -> str | None:
     return found[0] if len(found) == 1 and key(name) else None
 
 
+def table3_row(name: str) -> str | None:
+    """:func:`paper_table_row` of Table 3 (the DMDNet variants)."""
+    return paper_table_row(3, name)
+
+
+#: Reference-based baselines trained here: the Table 2 rows a checkpoint's training summary may claim.
+BASELINE_ROWS = {"asffnet": "ASFFNet*"}
+
+
 @dataclass(frozen=True)
 class TrainingSummary:
     """What ``python -m dmdnet.train`` recorded about the run that wrote a checkpoint (as far as readable).
@@ -374,9 +385,10 @@ class TrainingSummary:
         path: the ``summary.json`` read.
         variant: the variant's name in ``params.yaml`` (e.g. ``"ours64"``).
         description: its description.
-        paper_row: the Table 3 row it reproduces, as written.
+        paper_row: the paper row it reproduces, as written.
         table3_row: ``paper_row`` as the paper's Table 3 spells it (:func:`table3_row`); ``None`` when it
             names no row.
+        table2_row: ``paper_row`` as Table 2 spells it (the baselines, e.g. ``"ASFFNet*"``), else ``None``.
         steps: training steps done.
         batch_size: faces per step.
         train_faces: faces of the training set.
@@ -392,6 +404,7 @@ class TrainingSummary:
     batch_size: int | None = None
     train_faces: int | None = None
     use_specific: bool | None = None
+    table2_row: str | None = None
 
     def text(self) -> str:
         """One line, e.g. ``"variant ours64 (Y = 64), 300000 steps × batch 4 on 1000 faces"``."""
@@ -409,10 +422,10 @@ class TrainingSummary:
             budget.append(f"on {self.train_faces} faces")
         if budget:
             parts.append(" ".join(budget))
-        if self.table3_row:
-            parts.append(f"paper row {self.table3_row}")
+        if self.table3_row or self.table2_row:
+            parts.append(f"paper row {self.table3_row or self.table2_row}")
         elif self.paper_row:
-            parts.append(f"paper_row {self.paper_row!r} is not a row of the paper's Table 3")
+            parts.append(f"paper_row {self.paper_row!r} is not a row of the paper's Table 2 or 3")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -457,6 +470,7 @@ def training_summary(checkpoint: str | Path) -> TrainingSummary | None:
         description=text("description"),
         paper_row=paper_row,
         table3_row=None if paper_row is None else table3_row(paper_row),
+        table2_row=None if paper_row is None else paper_table_row(2, paper_row),
         steps=count("steps"),
         batch_size=count("batch_size"),
         train_faces=count("train_faces"),
@@ -548,6 +562,31 @@ def load_dmdnet_backend(
     return _RestorerBackend(Restorer(model, InferenceConfig(device=device, batch_size=batch_size)))
 
 
+class InputLandmarks:
+    """68 landmarks of a network method's up-sampled input, as :class:`MethodOptions` says.
+
+    ``input_landmarks="detect"``: detected with the configured face analysis (built on first use), the
+    ground truth's when no face is found; ``"gt"``: the ground truth's. Calls return ``(landmarks,
+    whether they are the ground truth's because detection found no face)``.
+    """
+
+    def __init__(self, options: MethodOptions) -> None:
+        self.options = options
+        self._analyzer: FaceAnalyzer | None = None
+
+    def __call__(self, image: np.ndarray, case: TestCase) -> tuple[np.ndarray, bool]:
+        if self.options.input_landmarks == "detect":
+            if self._analyzer is None:
+                from faces.analysis import build_face_analyzer
+
+                self._analyzer = build_face_analyzer(self.options.faces)
+            faces = self._analyzer.detector.detect(image)
+            if faces:
+                return self._analyzer.landmarker.landmarks(image, faces[0]), False
+            return read_landmarks(case.gt.landmarks_path), True
+        return read_landmarks(case.gt.landmarks_path), False
+
+
 class DMDNetMethod:
     """DMDNet: generic only, or with the specific dictionary; the official weights or a checkpoint file.
 
@@ -603,20 +642,13 @@ class DMDNetMethod:
         self.backend = backend
         self._items: dict[Path, object] = {}  # one-item dictionaries of the current identity's images
         self._items_identity: str | None = None
-        self._analyzer: FaceAnalyzer | None = None
+        self._landmarks = InputLandmarks(options)
         self._notes = {"landmarks_from_ground_truth": 0, "inputs_without_references": 0}
 
     def _input_landmarks(self, image: np.ndarray, case: TestCase) -> np.ndarray:
-        if self.options.input_landmarks == "detect":
-            if self._analyzer is None:
-                from faces.analysis import build_face_analyzer
-
-                self._analyzer = build_face_analyzer(self.options.faces)
-            faces = self._analyzer.detector.detect(image)
-            if faces:
-                return self._analyzer.landmarker.landmarks(image, faces[0])
-            self._notes["landmarks_from_ground_truth"] += 1
-        return read_landmarks(case.gt.landmarks_path)
+        marks, from_gt = self._landmarks(image, case)
+        self._notes["landmarks_from_ground_truth"] += from_gt
+        return marks
 
     def _dictionary(self, case: TestCase) -> object | None:
         refs = case.references[: self.options.max_references]
@@ -776,6 +808,49 @@ register_method(
     checkpoint_method_info=MethodInfo("DMDNet from a checkpoint, no references"),
 )
 
+#: Where ``train_asffnet`` writes the demo's ASFFNet* (the plain ``asffnet`` method's checkpoint).
+ASFFNET_DEFAULT_CHECKPOINT = "models/asffnet/generator.pth"
+#: Methods whose plain name runs a checkpoint trained here, and its path.
+DEFAULT_CHECKPOINTS = {"asffnet": ASFFNET_DEFAULT_CHECKPOINT}
+
+
+def _build_asffnet512(options: MethodOptions) -> Method:
+    from benchmark.asffnet_method import ASFFNetMethod
+
+    return ASFFNetMethod(options)
+
+
+def _build_asffnet_checkpoint(options: MethodOptions, checkpoint: str, name: str) -> Method:
+    from benchmark.asffnet_method import ASFFNetMethod
+
+    return ASFFNetMethod(options, checkpoint=checkpoint, name=name)
+
+
+def _build_asffnet(options: MethodOptions) -> Method:
+    return _build_asffnet_checkpoint(options, ASFFNET_DEFAULT_CHECKPOINT, "asffnet")
+
+
+register_method(
+    "asffnet512",
+    _build_asffnet512,
+    MethodInfo(
+        "ASFFNet512, official release (not retrained on CelebRef-HQ), one reference chosen by landmarks",
+        uses_references=True,
+    ),
+)
+register_method(
+    "asffnet",
+    _build_asffnet,
+    MethodInfo(
+        f"ASFFNet* trained here ({ASFFNET_DEFAULT_CHECKPOINT}), one reference chosen by landmarks",
+        uses_references=True,
+    ),
+    checkpoint_builder=_build_asffnet_checkpoint,
+    checkpoint_method_info=MethodInfo(
+        "ASFFNet* from a checkpoint, one reference chosen by landmarks", uses_references=True
+    ),
+)
+
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -850,7 +925,11 @@ def _checkpoint_paper_rows(
     either spec, except by a method with references on a network without specific dictionary (it cannot
     run; its generic spec claims the row).
     """
-    if training is None or training.table3_row is None:
+    if training is None:
+        return {}
+    if base in BASELINE_ROWS:  # a baseline claims its own Table 2 row only
+        return {2: training.table2_row} if training.table2_row == BASELINE_ROWS[base] else {}
+    if training.table3_row is None:
         return {}
     row = training.table3_row
     if uses_references and training.use_specific is False:
@@ -867,6 +946,9 @@ def method_info(name: str) -> MethodInfo:
     base, argument = parse_method_spec(name)
     if name.startswith(FOLDER_PREFIX):
         return MethodInfo(f"outputs read from {name[len(FOLDER_PREFIX) :]}")
+    if argument is None and name in DEFAULT_CHECKPOINTS:  # e.g. asffnet: its checkpoint may claim a row
+        rows = _checkpoint_paper_rows(name, True, training_summary(DEFAULT_CHECKPOINTS[name]))
+        return dataclasses.replace(_INFO[name], paper_rows=rows or _INFO[name].paper_rows)
     if argument is None:
         return _INFO[name]
     info = _CHECKPOINT_INFO[base]

@@ -87,7 +87,7 @@ def _slot_of(
 
 #: The top-level modules of :class:`DMDNet` each inference task runs: restoration with the generic dictionary
 #: alone, restoration with a specific dictionary too, and building a specific dictionary from references.
-_RESTORE = ("lq_encoder", "confidence", "memory", "bottleneck", "up", "head")
+_RESTORE = ("lq_encoder", "confidence", "memory", "bottleneck", "up", "head", "residual_gain")
 _TASK_MODULES: dict[str, tuple[str, ...]] = {
     "generic": _RESTORE,
     "specific": (*_RESTORE, "fusion"),
@@ -122,6 +122,9 @@ class DMDNetConfig:
     bottleneck_dilations: tuple[int, ...] = (4, 3, 2, 1)
     use_specific: bool = True  # the specific dictionary (references) and its fusion nets
     transform_scales: tuple[int, ...] = SCALES  # scales whose read passes AdaIN + confidence (see module doc)
+    #: Not in the paper: output = LQ + g·head, g a learnable scalar starting at 0, so a small model trained
+    #: for minutes starts from its input instead of from noise (the demo-size model; the release has none).
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if self.key_ratio < 1 or self.channels < 3 or self.channels % self.key_ratio:
@@ -159,7 +162,7 @@ class DMDNetConfig:
     def is_release_layout(self) -> bool:
         """Whether the model has every module of the release (and so exports in ``DMDNet.pth`` layout)."""
         full_transform = sorted(self.transform_scales) == sorted(SCALES)
-        return self.items > 0 and self.use_specific and full_transform
+        return self.items > 0 and self.use_specific and full_transform and not self.residual
 
     def stage_channels(self, stage: int) -> int:
         return self.channels * 2**stage
@@ -322,6 +325,8 @@ class DMDNet(nn.Module):
             ups.append(SFTUpBlock(cin, cfg.stage_channels(max(i - 1, 0))))
         self.up = nn.ModuleList(ups)
         self.head = Head(cfg.channels)
+        if cfg.residual:
+            self.residual_gain = nn.Parameter(torch.zeros(()))
         #: Inference computes the 512² tail in bands of about this many rows of fp32 maps (memory; bf16 maps
         #: get twice the rows, the same bytes, and half the recomputed halo rows); ``None``: one pass.
         self.tail_band_rows: int | None = 128
@@ -489,9 +494,13 @@ class DMDNet(nn.Module):
             del crops
         x = self._decode(feats, guides)
         if self.tail_band_rows is None or torch.is_grad_enabled():
-            return self.head(self.up[-1].upsample(x))
-        self._release_heap(x)
-        return self._banded_tail(x, self.tail_band_rows * 4 // x.element_size())
+            out = self.head(self.up[-1].upsample(x))
+        else:
+            self._release_heap(x)
+            out = self._banded_tail(x, self.tail_band_rows * 4 // x.element_size())
+        if self.config.residual:
+            out = (lq + self.residual_gain.to(out.dtype) * out).clamp(-1.0, 1.0)
+        return out
 
     def _release_heap(self, x: torch.Tensor) -> None:
         """CPU fp32 inference: return freed maps to the OS before a phase that allocates maps of new sizes.

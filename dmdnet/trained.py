@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -25,12 +25,14 @@ from dmdnet.official import OFFICIAL_URL, CheckpointError, load_official
 
 __all__ = ["GENERATOR_FORMAT", "config_to_dict", "config_from_dict", "save_generator", "load_generator"]
 
+_C = TypeVar("_C")
+
 GENERATOR_FORMAT = "dmdnet-generator"
 _VERSION = 1
 
 
-def config_to_dict(config: DMDNetConfig) -> dict[str, Any]:
-    """Plain values only (lists for tuples), so the file loads with ``weights_only=True``."""
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A frozen config dataclass as plain values (lists for tuples), so a file loads with ``weights_only``."""
 
     def plain(value: Any) -> Any:
         return [plain(v) for v in value] if isinstance(value, (tuple, list)) else value
@@ -38,17 +40,20 @@ def config_to_dict(config: DMDNetConfig) -> dict[str, Any]:
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
-def config_from_dict(values: Mapping[str, Any]) -> DMDNetConfig:
-    """Inverse of :func:`config_to_dict`; unknown fields are an error."""
+def config_from_dict(values: Mapping[str, Any], cls: type[_C] = DMDNetConfig) -> _C:  # type: ignore[assignment]
+    """Inverse of :func:`config_to_dict` for the config class ``cls``; unknown fields are an error."""
 
     def as_tuple(value: Any) -> Any:
         return tuple(as_tuple(v) for v in value) if isinstance(value, list) else value
 
-    known = {f.name for f in dataclasses.fields(DMDNetConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise CheckpointError(f"unknown DMDNet config fields {unknown}")
-    return DMDNetConfig(**{k: as_tuple(v) for k, v in values.items()})
+        raise CheckpointError(f"unknown {cls.__name__} fields {unknown}")
+    try:
+        return cls(**{k: as_tuple(v) for k, v in values.items()})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"bad {cls.__name__} in checkpoint: {exc}") from exc
 
 
 def save_generator(model: DMDNet, path: str | Path) -> Path:

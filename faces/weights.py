@@ -63,6 +63,8 @@ class WeightsSpec:
         archive_member: path of the file inside the zip archive at ``url``.
         name_has_sha256_prefix: the file name follows torch hub's ``<stem>-<sha256 prefix>.<ext>``
             convention (torchvision weights do); without a full ``sha256`` that prefix is checked.
+        downloadable: whether ``url`` serves the file itself; ``False`` for a web page where a person
+            downloads it (e.g. a Google Drive view page), so ``allow_download`` cannot fetch it.
     """
 
     name: str
@@ -72,6 +74,7 @@ class WeightsSpec:
     package_resource: tuple[str, str] | None = None
     archive_member: str | None = None
     name_has_sha256_prefix: bool = False
+    downloadable: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not self.filename:
@@ -172,6 +175,8 @@ def package_file(package: str, relative: str) -> Path | None:
 def _missing_message(spec: WeightsSpec, cache_dir: Path, searched: list[str]) -> str:
     if spec.archive_member:
         how = f"download {spec.url}, extract '{spec.archive_member}' from it"
+    elif not spec.downloadable:
+        how = f"download it by hand from {spec.url} (allow_download cannot fetch that page)"
     else:
         how = f"download it from {spec.url}"
     return (
@@ -262,7 +267,7 @@ def resolve_weights(
                 verify_file(spec, shipped)
             return shipped
 
-    if allow_download:
+    if allow_download and spec.downloadable:
         try:
             _download(spec, cached)
         except WeightsChecksumError:
@@ -375,6 +380,15 @@ FID_INCEPTION = register_weights(
         name="fid_inception",
         filename="pt_inception-2015-12-05-6726825d.pth",
         url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    )
+)
+#: The ASFFNet512 release (csxmli2016/ASFFNet512): linked from its README on Google Drive, no direct URL.
+ASFFNET512_OFFICIAL = register_weights(
+    WeightsSpec(
+        name="asffnet512_official",
+        filename="ASFFNet512.pth",
+        url="https://drive.google.com/file/d/13kjKkS6SQjiVYSxD4HfUhIiYv_oNGHsD/view?usp=sharing",
+        downloadable=False,
     )
 )
 DMDNET_OFFICIAL = register_weights(

@@ -7,7 +7,6 @@ Everything runs at 512² (component boxes are defined on the aligned 512 face) w
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,27 +24,9 @@ from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, forward
 from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import Trainer, TrainerConfig, rank_batches
 from dmdnet.trained import load_generator
-from tests.paths import DMDNET_FIXTURE
 
 TINY = DMDNetConfig(channels=4, key_ratio=2, items=2)
 NO_VGG = LossWeights(perceptual=0, style=0)
-
-
-@pytest.fixture(scope="module")
-def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """train: identity ``a`` (three faces, so references exist) and ``b`` (one); val: one face."""
-    root = tmp_path_factory.mktemp("celebref")
-    faces = [(DMDNET_FIXTURE / "hq.png", DMDNET_FIXTURE / "hq_landmarks.txt")] + [
-        (DMDNET_FIXTURE / "refs" / f"ref_{k}.png", DMDNET_FIXTURE / "refs" / f"ref_{k}_landmarks.txt")
-        for k in range(3)
-    ]
-    places = [("train", "a", 0), ("train", "a", 1), ("train", "a", 2), ("train", "b", 0), ("val", "c", 0)]
-    for (split, ident, k), (png, lm) in zip(places, [*faces, faces[0]], strict=True):
-        folder = root / split / ident
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(png, folder / f"{k}.png")
-        shutil.copy(lm, folder / f"{k}.landmarks.txt")
-    return root
 
 
 def _faces(root: Path, split: str = "train") -> TrainingFaces:
@@ -374,5 +355,5 @@ def test_cli_names_missing_vgg_weights_and_unknown_variants(dataset_root, tmp_pa
     args = ["--params", str(params), "--dataset", str(dataset_root), "--out", str(tmp_path / "out")]
     assert main([*args, "--variant", "tiny"]) == 2
     assert "vgg19-dcbb9e9d.pth" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="no train variant 'nope'; known: tiny"):
+    with pytest.raises(SystemExit, match="no train.variants entry 'nope'; known: tiny"):
         main([*args, "--variant", "nope"])

@@ -1,12 +1,14 @@
-"""``python -m dmdnet.train``: train one DMDNet variant of ``params.yaml`` (the ``train_dmdnet`` stage).
+"""``python -m dmdnet.train``: train one variant of ``params.yaml`` (the ``train_*`` DVC stages).
 
     python -m dmdnet.train --params params.yaml --variant dmdnet --dataset data/celebref --out models/dmdnet
+    python -m dmdnet.train --model asffnet --variant asffnet --out models/asffnet   # train.asffnet_variants
     torchrun --nproc_per_node 4 -m dmdnet.train …     # DDP: NCCL on GPUs, gloo on CPUs
     python -m dmdnet.train … --resume                 # continue from <out>/checkpoints/last.pt exactly
 
-Writes into ``--out``: ``generator.pth`` (any variant, :func:`dmdnet.trained.load_generator`), ``DMDNet.pth``
-(the official layout, release configuration only), ``log.csv``, ``samples/``, ``checkpoints/last.pt`` and
-``summary.json`` (what was trained, on what, for how long).
+Writes into ``--out``: ``generator.pth`` (DMDNet: any variant, :func:`dmdnet.trained.load_generator`;
+ASFFNet: the official ``ASFFNet512.pth`` layout with its config, :func:`asffnet.trained.load_asffnet`),
+``DMDNet.pth`` (the official layout, DMDNet's release configuration only), ``log.csv``, ``samples/``,
+``checkpoints/last.pt`` and ``summary.json`` (what was trained, on what, for how long).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from celebref.atomic import atomic_write_text
 from celebref.config import load_section
 from curate.dataset import CelebRefHQ
 from degrade.config import DegradationRanges
-from dmdnet.train.config import TrainSection
+from dmdnet.train.config import MODELS, ASFFNetVariantConfig, TrainSection, VariantConfig
 from dmdnet.train.data import TrainingFaces, collate_samples, extra_faces, generic_faces
 from dmdnet.train.dmdnet_task import DMDNetTraining
 from dmdnet.train.losses import VGGFeatures
+from dmdnet.train.task import TrainableRestorer
 from dmdnet.train.trainer import Trainer, distributed_context
 from dmdnet.trained import config_to_dict
 
@@ -36,14 +39,41 @@ def _split(root: Path, split: str) -> CelebRefHQ | None:
     return faces if len(faces) else None
 
 
+def _dmdnet(variant: VariantConfig, section: TrainSection, train_set: TrainingFaces) -> TrainableRestorer:
+    network = variant.network.build()
+    schedule = variant.schedule.build()
+    faces = boxes = None
+    if network.items and schedule.stages[0] == "init":
+        faces, boxes = generic_faces(train_set, network.items, section.seed)
+    torch.manual_seed(section.seed)  # the initial weights
+    return DMDNetTraining(
+        network,
+        schedule,
+        generic_faces=faces,
+        generic_boxes=boxes,
+        dictionary_lr=section.trainer.dictionary_lr,
+    )
+
+
+def _asffnet(variant: ASFFNetVariantConfig, section: TrainSection) -> TrainableRestorer:
+    from dmdnet.train.asffnet_task import ASFFNetTraining
+
+    torch.manual_seed(section.seed)
+    return ASFFNetTraining(variant.network.build())
+
+
 def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
     section = load_section(TrainSection, "train", args.params)
-    if args.variant not in section.variants:
-        known = ", ".join(sorted(section.variants))
-        raise SystemExit(f"{args.params}: no train variant {args.variant!r}; known: {known}")
-    variant = section.variants[args.variant]
+    model_name = getattr(args, "model", "dmdnet")
+    variants = section.variants_of(model_name)
+    if args.variant not in variants:
+        known = ", ".join(sorted(variants)) or "none"
+        where = "train.asffnet_variants" if model_name == "asffnet" else "train.variants"
+        raise SystemExit(f"{args.params}: no {where} entry {args.variant!r}; known: {known}")
+    variant = variants[args.variant]
     ranges = load_section(DegradationRanges, "degrade.ranges", args.params)
-    data = section.data_config()
+    # ASFFNet restores with one reference: draw at least one wherever the identity has another image
+    data = section.data_config(min_references=1 if model_name == "asffnet" else 0)
     extras = tuple(r for folder in section.extra_faces for r in extra_faces(folder))
     train = _split(args.dataset, "train")
     if train is None:
@@ -51,19 +81,10 @@ def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
     train_set = TrainingFaces(train, ranges, data, extra=extras)
     val = _split(args.dataset, "val")
     val_set = None if val is None else TrainingFaces(val, ranges, data)
-    network = variant.network.build()
-    schedule = variant.schedule.build()
-    faces = boxes = None
-    if network.items and schedule.stages[0] == "init":
-        faces, boxes = generic_faces(train_set, network.items, section.seed)
-    torch.manual_seed(section.seed)  # the initial weights
-    model = DMDNetTraining(
-        network,
-        schedule,
-        generic_faces=faces,
-        generic_boxes=boxes,
-        dictionary_lr=section.trainer.dictionary_lr,
-    )
+    if isinstance(variant, ASFFNetVariantConfig):
+        model = _asffnet(variant, section)
+    else:
+        model = _dmdnet(variant, section, train_set)
     config = section.trainer_config()
     vgg = None
     if config.losses.needs_vgg:
@@ -90,13 +111,16 @@ def run(args: argparse.Namespace) -> dict:
         from celebref.hardware import capabilities
 
         exported = trainer.model.export(args.out)
-        variant = section.variants[args.variant]
+        model_name = getattr(args, "model", "dmdnet")
+        variant = section.variants_of(model_name)[args.variant]
+        schedule = variant.schedule.model_dump(mode="json") if isinstance(variant, VariantConfig) else None
         summary = {
+            "model": model_name,
             "variant": args.variant,
             "description": variant.description,
             "paper_row": variant.paper_row,
             "network": config_to_dict(trainer.model.config),
-            "schedule": variant.schedule.model_dump(mode="json"),
+            "schedule": schedule,
             "steps": trainer.step,
             "batch_size": trainer.config.batch_size,
             "train_faces": len(trainer.train_set),
@@ -118,7 +142,12 @@ def run(args: argparse.Namespace) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dmdnet.train", description=__doc__.split("\n")[0])
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--variant", default="dmdnet", help="a key of train.variants (default: dmdnet)")
+    p.add_argument("--model", choices=MODELS, default="dmdnet", help="which network (default: dmdnet)")
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="a key of train.variants (DMDNet) or train.asffnet_variants (ASFFNet); default: the model name",
+    )
     p.add_argument("--dataset", type=Path, default=Path("data/celebref"))
     p.add_argument("--out", type=Path, default=Path("models/dmdnet"))
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
@@ -127,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.variant = args.variant or args.model
     try:
         run(args)
     except (FileNotFoundError, ValueError) as exc:

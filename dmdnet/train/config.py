@@ -17,11 +17,13 @@ over them, one output folder each). Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from asffnet.network import ASFFNetConfig
 from celebref.config import StageConfig
 from dmdnet.network import DMDNetConfig
 from dmdnet.train.augment import ColorJitter
@@ -30,7 +32,10 @@ from dmdnet.train.dmdnet_task import STAGES, DictionarySchedule
 from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import TrainerConfig
 
-__all__ = ["TrainSection", "VariantConfig"]
+__all__ = ["TrainSection", "VariantConfig", "ASFFNetVariantConfig", "MODELS"]
+
+#: The models ``python -m dmdnet.train --model`` trains, each with its own variants section.
+MODELS = ("dmdnet", "asffnet")
 
 
 class JitterConfig(StageConfig):
@@ -89,6 +94,7 @@ class NetworkConfig(StageConfig):
     items: int = 128
     use_specific: bool = True
     transform_scales: tuple[int, ...] = (256, 128, 64)
+    residual: bool = False  # not in the paper: output = LQ + learned residual (see DMDNetConfig)
 
     def build(self) -> DMDNetConfig:
         return DMDNetConfig(**self.model_dump())
@@ -112,6 +118,26 @@ class VariantConfig(StageConfig):
     schedule: ScheduleConfig = ScheduleConfig()
 
 
+class ASFFNetNetworkConfig(StageConfig):
+    """Widths of :class:`asffnet.network.ASFFNetConfig`; unset ones keep the release values."""
+
+    stage_channels: tuple[int, ...] = (64, 128, 256)
+    channels: int = 128
+    mask_channels: tuple[int, ...] = (16, 32, 64, 128, 128)
+    asff_blocks: int = Field(4, ge=1)
+
+    def build(self) -> ASFFNetConfig:
+        return ASFFNetConfig(**self.model_dump())
+
+
+class ASFFNetVariantConfig(StageConfig):
+    """One ASFFNet* run (Table 2's ``ASFFNet*`` row is the release-size one)."""
+
+    description: str = ""
+    paper_row: str | None = None
+    network: ASFFNetNetworkConfig = ASFFNetNetworkConfig()
+
+
 class TrainSection(StageConfig):
     seed: int = Field(0, ge=0)
     extra_faces: tuple[Path, ...] = ()
@@ -120,13 +146,20 @@ class TrainSection(StageConfig):
     losses: LossConfig = LossConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     weights: TrainWeights = TrainWeights()
-    variants: dict[str, VariantConfig]
+    variants: dict[str, VariantConfig]  # DMDNet runs (the train_dmdnet stage)
+    asffnet_variants: dict[str, ASFFNetVariantConfig] = {}  # ASFFNet* runs (the train_asffnet stage)
 
-    def data_config(self) -> TrainingDataConfig:
+    def variants_of(self, model: str) -> Mapping[str, VariantConfig | ASFFNetVariantConfig]:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+        return self.asffnet_variants if model == "asffnet" else self.variants
+
+    def data_config(self, *, min_references: int = 0) -> TrainingDataConfig:
         j = self.data.jitter
         return TrainingDataConfig(
             seed=self.seed,
-            max_references=self.data.max_references,
+            max_references=max(self.data.max_references, min_references),
+            min_references=min_references,
             flip_prob=self.data.flip_prob,
             jitter=ColorJitter(j.brightness, j.contrast, j.saturation),
         )

@@ -35,10 +35,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrainingDataConfig:
-    """How samples are drawn. ``max_references``: N is uniform in ``0…max`` (capped by what exists)."""
+    """How samples are drawn. N references: uniform in ``min_references…max_references``, capped by what
+    the identity has (ASFFNet needs one: ``min_references=1``; DMDNet also learns N = 0)."""
 
     seed: int = 0
     max_references: int = 8
+    min_references: int = 0
     flip_prob: float = 0.5
     jitter: ColorJitter = field(default_factory=ColorJitter)
     size: int = 512
@@ -46,19 +48,26 @@ class TrainingDataConfig:
     def __post_init__(self) -> None:
         if self.seed < 0 or self.max_references < 0 or self.size < 8:
             raise ValueError(f"seed and max_references must be >= 0 and size >= 8, got {self}")
+        if not 0 <= self.min_references <= self.max_references:
+            raise ValueError(f"min_references must lie in 0…max_references, got {self}")
         if not 0 <= self.flip_prob <= 1:
             raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
 
 
 @dataclass(frozen=True)
 class TrainingSample:
-    """One training face: tensors in ``[-1, 1]``, boxes as in :func:`dmdnet.boxes.component_boxes`."""
+    """One training face: tensors in ``[-1, 1]``, boxes as in :func:`dmdnet.boxes.component_boxes`.
+
+    A flipped sample has its references flipped too (landmarks mirrored, eyes swapped, boxes recomputed).
+    """
 
     lq: torch.Tensor  # (3, S, S)
     gt: torch.Tensor  # (3, S, S)
     boxes: torch.Tensor  # (4, 4) int64, of the (possibly flipped) ground truth
     references: torch.Tensor  # (N, 3, S, S), N >= 0, the target itself never among them
     reference_boxes: torch.Tensor  # (N, 4, 4) int64
+    landmarks: torch.Tensor  # (68, 2) float32 (x, y) pixels of the (possibly flipped) ground truth
+    reference_landmarks: torch.Tensor  # (N, 68, 2) float32
     identity: str
     params: DegradationParams
     flipped: bool
@@ -128,20 +137,24 @@ class TrainingFaces(EpochDataset):
         gt = color_jitter(image, rng, cfg.jitter)
         lq = upsample_to(apply(gt, params), cfg.size)
 
-        wanted = int(rng.integers(0, cfg.max_references + 1))
+        wanted = int(rng.integers(cfg.min_references, cfg.max_references + 1))
         candidates = self.faces.references_for(record) if record.identity else ()
         order = rng.permutation(len(candidates))
         chosen = [candidates[k] for k in order[: min(wanted, len(candidates))]]
         loaded = [self._load(r) for r in chosen]
+        if flip:
+            loaded = [flip_face(im, lm)[:2] for im, lm in loaded]
         size = cfg.size
         refs = torch.stack([to_tensor(im) for im, _ in loaded]) if loaded else torch.zeros(0, 3, size, size)
-        ref_boxes = component_boxes_batch(np.array([lm for _, lm in loaded]).reshape(-1, 68, 2))
+        ref_marks = np.array([lm for _, lm in loaded], dtype=np.float32).reshape(-1, 68, 2)
         return TrainingSample(
             lq=to_tensor(lq),
             gt=to_tensor(gt),
             boxes=torch.from_numpy(boxes),
             references=refs,
-            reference_boxes=torch.from_numpy(ref_boxes),
+            reference_boxes=torch.from_numpy(component_boxes_batch(ref_marks)),
+            landmarks=torch.from_numpy(np.asarray(landmarks, dtype=np.float32)),
+            reference_landmarks=torch.from_numpy(ref_marks),
             identity=record.identity,
             params=params,
             flipped=flip,
@@ -156,6 +169,8 @@ def collate_samples(batch: Sequence[TrainingSample]) -> dict[str, object]:
         "boxes": torch.stack([s.boxes for s in batch]),
         "references": [s.references for s in batch],
         "reference_boxes": [s.reference_boxes for s in batch],
+        "landmarks": torch.stack([s.landmarks for s in batch]),
+        "reference_landmarks": [s.reference_landmarks for s in batch],
         "identities": [s.identity for s in batch],
         "params": [s.params for s in batch],
     }

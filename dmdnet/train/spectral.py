@@ -10,6 +10,8 @@ loads through :func:`dmdnet.official.load_official` (folded, fused inference) wi
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -19,16 +21,30 @@ from torch.nn.utils.parametrizations import spectral_norm
 from dmdnet.network import DMDNet
 from dmdnet.official import official_buffer_map, official_layer_map
 
-__all__ = ["add_spectral_norm", "export_official", "fold_for_inference", "power_iteration_step"]
+__all__ = [
+    "add_spectral_norm",
+    "export_layers",
+    "export_official",
+    "fold_for_inference",
+    "power_iteration_step",
+]
+
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
-def add_spectral_norm(model: DMDNet) -> DMDNet:
-    """Parametrize every convolution of ``model`` with spectral norm, in place (``u``, ``v`` drawn anew)."""
-    for conv in _convs(model):
+def add_spectral_norm(model: _M, paths: Iterable[str] | None = None) -> _M:
+    """Parametrize convolutions of ``model`` with spectral norm, in place (``u``, ``v`` drawn anew).
+
+    ``paths``: the submodule paths of the convolutions to normalise (ASFFNet leaves some plain); ``None``:
+    every convolution (DMDNet).
+    """
+    convs = _convs(model) if paths is None else [model.get_submodule(p) for p in paths]
+    for conv in convs:
         if not parametrize.is_parametrized(conv, "weight"):
             spectral_norm(conv)
     return model
@@ -63,29 +79,46 @@ def power_iteration_step(model: nn.Module) -> None:
             norm._power_method(norm._reshape_weight_to_matrix(weight), norm.n_power_iterations)
 
 
+def export_layers(
+    model: nn.Module, layers: Iterable[tuple[str, str, bool]]
+) -> OrderedDict[str, torch.Tensor]:
+    """Convolutions of ``model`` under an external checkpoint's names, in the order of ``layers``.
+
+    ``layers``: ``(external name, conv path in model, spectral)``. A spectral layer must carry the
+    parametrization (:func:`add_spectral_norm`) and is written as ``weight_orig`` / ``weight_u`` /
+    ``weight_v`` (the layout of ``torch.nn.utils.spectral_norm``), a plain one as ``weight``; ``bias`` where
+    the conv has one. Tensors are detached CPU float32 copies.
+    """
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for off, mine, spectral in layers:
+        conv = model.get_submodule(mine)
+        normalised = parametrize.is_parametrized(conv, "weight")
+        if normalised != spectral:
+            state = "has no" if spectral else "must not have a"
+            raise ValueError(f"{mine} {state} spectral-norm parametrization (see add_spectral_norm)")
+        tensors: dict[str, torch.Tensor | None] = {"bias": conv.bias}
+        if spectral:
+            param = conv.parametrizations.weight
+            tensors |= {"weight_orig": param.original, "weight_u": param[0]._u, "weight_v": param[0]._v}
+        else:
+            tensors["weight"] = conv.weight
+        for suffix, tensor in tensors.items():
+            if tensor is not None:
+                out[f"{off}.{suffix}"] = tensor.detach().float().cpu().clone()
+    return out
+
+
 def export_official(model: DMDNet) -> OrderedDict[str, torch.Tensor]:
     """The state dict in the official layout (1,014 keys for the released configuration).
 
     Every convolution must carry the spectral-norm parametrization (:func:`add_spectral_norm`); tensors are
     detached CPU float32 copies, in the official key order (buffers first, then layers).
     """
-    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     own = model.state_dict()
-    for off, mine in official_buffer_map().items():
-        out[off] = own[mine].detach().float().cpu().clone()
-    for off, mine in official_layer_map().items():
-        conv = model.get_submodule(mine)
-        if not parametrize.is_parametrized(conv, "weight"):
-            raise ValueError(f"{mine} has no spectral-norm parametrization: call add_spectral_norm first")
-        param = conv.parametrizations.weight
-        tensors = {
-            "bias": conv.bias,
-            "weight_orig": param.original,
-            "weight_u": param[0]._u,
-            "weight_v": param[0]._v,
-        }
-        for suffix, tensor in tensors.items():
-            out[f"{off}.{suffix}"] = tensor.detach().float().cpu().clone()
+    out = OrderedDict(
+        (off, own[mine].detach().float().cpu().clone()) for off, mine in official_buffer_map().items()
+    )
+    out.update(export_layers(model, ((off, mine, True) for off, mine in official_layer_map().items())))
     return out
 
 

@@ -1,0 +1,199 @@
+"""Training ASFFNet* on the shared trainer: reference choice, exact resume, export, DDP; the residual switch.
+
+A tiny ASFFNet (8 channels, one ASFF block) at 512² on the DMDNet fixture's four faces (``dataset_root``).
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from asffnet.network import ASFFNetConfig
+from asffnet.official import load_official
+from asffnet.selection import point_mask, reference_scores
+from asffnet.trained import load_asffnet
+from curate.dataset import CelebRefHQ, read_landmarks
+from degrade.config import DegradationRanges
+from dmdnet.boxes import component_boxes
+from dmdnet.network import DMDNet, DMDNetConfig
+from dmdnet.train.asffnet_task import ASFFNetTraining, selected_references
+from dmdnet.train.augment import flip_face
+from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples
+from dmdnet.train.losses import LossWeights
+from dmdnet.train.trainer import Trainer, TrainerConfig
+from dmdnet.trained import load_generator, save_generator
+from tests.paths import DMDNET_FIXTURE
+
+TINY = ASFFNetConfig(stage_channels=(4, 8, 8), channels=8, mask_channels=(4, 4, 8, 8, 8), asff_blocks=1)
+TINY_NETWORK = {
+    "stage_channels": [4, 8, 8],
+    "channels": 8,
+    "mask_channels": [4, 4, 8, 8, 8],
+    "asff_blocks": 1,
+}
+
+
+def _faces(root: Path, split: str = "train") -> TrainingFaces:
+    config = TrainingDataConfig(max_references=2, min_references=1)
+    return TrainingFaces(CelebRefHQ(root, split), DegradationRanges(), config)
+
+
+def _trainer(root: Path, out: Path, steps: int) -> Trainer:
+    torch.manual_seed(0)
+    config = TrainerConfig(
+        steps=steps,
+        batch_size=2,
+        losses=LossWeights(perceptual=0, style=0),
+        disc_width=4,
+        disc_depth=2,
+        val_every=2,
+        val_images=1,
+        sample_images=1,
+        checkpoint_every=2,
+        log_every=1,
+    )
+    return Trainer(
+        ASFFNetTraining(TINY), _faces(root), _faces(root, "val"), config, out, collate=collate_samples
+    )
+
+
+def test_samples_carry_landmarks_and_at_least_one_reference(dataset_root):
+    faces = _faces(dataset_root)
+    for epoch in range(3):
+        faces.set_epoch(epoch)
+        for i in range(3):  # identity a: two other images
+            s = faces[i]
+            n = len(s.references)
+            assert 1 <= n <= 2 and s.reference_landmarks.shape == (n, 68, 2) and s.landmarks.shape == (68, 2)
+            # each reference: its stored landmarks, mirrored (and renumbered) when the sample is flipped
+            stored = [read_landmarks(r.landmarks_path) for r in faces.faces.references_for(faces.records[i])]
+            if s.flipped:
+                stored = [flip_face(np.zeros((512, 512, 3), np.uint8), m)[1] for m in stored]
+            for marks in s.reference_landmarks.double().numpy():
+                assert any(np.allclose(marks, m, atol=1e-4) for m in stored)
+    assert len(faces[3].references) == 0  # identity b has no other image
+
+
+def test_the_reference_with_the_lowest_score_is_chosen_and_none_falls_back_to_the_input(dataset_root):
+    batch = collate_samples([_faces(dataset_root)[i] for i in (0, 3)])
+    refs, marks = batch["references"][0], batch["reference_landmarks"][0]
+    # make the pool's second reference the better one by giving it exactly the sample's landmarks
+    marks = torch.stack([marks[0], batch["landmarks"][0]]) if len(marks) == 1 else marks
+    refs = torch.stack([refs[0], refs[0].flip(-1)]) if len(refs) == 1 else refs
+    batch["references"][0], batch["reference_landmarks"][0] = refs, marks
+    scores = reference_scores(batch["landmarks"][0].double().numpy(), [m.double().numpy() for m in marks])
+    best = int(np.argmin(scores))
+    ref, ref_marks = selected_references(batch)
+    assert torch.equal(ref[0], refs[best]) and torch.equal(ref_marks[0], marks[best])
+    assert torch.equal(ref[1], batch["lq"][1]) and torch.equal(ref_marks[1], batch["landmarks"][1])
+
+
+def test_resume_is_exact(dataset_root, tmp_path):
+    straight = _trainer(dataset_root, tmp_path / "a", 4)
+    straight.fit()
+    first = _trainer(dataset_root, tmp_path / "b", 4)
+    first.fit(stop_after=2)
+    del first
+    resumed = _trainer(dataset_root, tmp_path / "b", 4)
+    resumed.fit(resume=True)
+    a, b = straight.state_dict(), resumed.state_dict()
+    for part in ("model", "disc"):
+        assert a[part].keys() == b[part].keys()
+        for k, v in a[part].items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(v, b[part][k]), f"{part}.{k}"
+    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+
+
+def test_export_is_the_official_layout_and_loads_with_the_trained_outputs(dataset_root, tmp_path):
+    trainer = _trainer(dataset_root, tmp_path / "run", 2)
+    trainer.fit()
+    model = trainer.model.eval()
+    (path,) = model.export(tmp_path / "export")
+    batch = collate_samples([trainer.train_set[i] for i in (0, 3)])
+    with torch.no_grad():
+        expected = model(batch, training=False)
+    raw = torch.load(path, weights_only=True)
+    assert (
+        any(k.endswith(".weight_orig") for k in raw["params"])
+        and "Mask_CModel.model.0.weight" in raw["params"]
+    )
+    ref, ref_marks = selected_references(batch)
+    inputs = (batch["lq"], ref, point_mask(batch["landmarks"]), batch["landmarks"], ref_marks)
+    for net in (load_asffnet(path), load_official(raw["params"], config=TINY)):
+        with torch.no_grad():
+            torch.testing.assert_close(net(*inputs), expected, rtol=0, atol=1e-5)
+
+
+def _params(tmp_path: Path) -> Path:
+    params = {
+        "degrade": {"ranges": {}},
+        "train": {
+            "seed": 1,
+            "data": {"max_references": 1},
+            "trainer": {
+                "steps": 2,
+                "batch_size": 2,
+                "val_every": 100,
+                "checkpoint_every": 100,
+                "log_every": 1,
+            },
+            "losses": {"perceptual": 0, "style": 0},
+            "discriminator": {"width": 4, "depth": 2},
+            "variants": {},
+            "asffnet_variants": {"tiny": {"paper_row": "ASFFNet*", "network": TINY_NETWORK}},
+        },
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _cli(args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
+    common = ["--params", str(_params(tmp_path)), "--model", "asffnet", "--variant", "tiny"]
+    common += ["--dataset", str(dataset_root)]
+    _cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
+    dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537"]
+    _cli([*dist, "-m", "dmdnet.train", *common, "--out", str(tmp_path / "two")])
+    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
+    assert len(logs[0]) == len(logs[1]) == 2
+    for a, b in zip(*logs, strict=True):
+        for name in ("mse", "total", "d_hinge"):
+            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
+    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    for k, v in one["model"].items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=1e-4, msg=k)
+    summary = (tmp_path / "one" / "summary.json").read_text()
+    assert '"model": "asffnet"' in summary and '"paper_row": "ASFFNet*"' in summary
+    assert load_asffnet(tmp_path / "one" / "generator.pth").config == TINY
+
+
+def test_residual_dmdnet_starts_at_its_input_and_round_trips(tmp_path):
+    config = DMDNetConfig(channels=4, key_ratio=2, items=2, residual=True)
+    assert not config.is_release_layout  # the official layout has no residual gain
+    net = DMDNet(config=config).eval()
+    lq = torch.rand(1, 3, 512, 512) * 2 - 1
+    boxes = torch.from_numpy(component_boxes(read_landmarks(DMDNET_FIXTURE / "hq_landmarks.txt")))[None]
+    with torch.no_grad():
+        assert torch.equal(net(lq, boxes), lq)  # gain 0: exactly the input
+        net.residual_gain.fill_(0.5)
+        moved = net(lq, boxes)
+    assert not torch.equal(moved, lq)
+    loaded = load_generator(save_generator(net, tmp_path / "g.pth"))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(lq, boxes), moved, rtol=0, atol=1e-6)
