@@ -197,3 +197,24 @@ def test_residual_dmdnet_starts_at_its_input_and_round_trips(tmp_path):
     loaded = load_generator(save_generator(net, tmp_path / "g.pth"))
     with torch.no_grad():
         torch.testing.assert_close(loaded(lq, boxes), moved, rtol=0, atol=1e-6)
+
+
+def test_benchmark_asffnet_methods_name_their_weights_and_claim_the_asffnet_row(tmp_path, monkeypatch):
+    import json
+
+    from benchmark.methods import MethodOptions, UnavailableMethod, method_info, try_build_method
+
+    monkeypatch.setenv("CELEBREF_WEIGHTS", str(tmp_path / "no-weights"))
+    absent = try_build_method("asffnet512", MethodOptions())
+    assert isinstance(absent, UnavailableMethod) and "ASFFNet512.pth" in absent.reason
+    assert "by hand" in absent.reason  # a Google Drive page: allow_download cannot fetch it
+    (path,) = ASFFNetTraining(TINY).export(tmp_path / "run")
+    summary = {"model": "asffnet", "variant": "tiny", "paper_row": "ASFFNet*", "files": ["generator.pth"]}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    method = try_build_method(f"asffnet:{path}", MethodOptions())
+    assert not isinstance(method, UnavailableMethod)
+    assert "trained here" in method.checkpoint.description and method.model.config == TINY
+    info = method_info(f"asffnet:{path}")
+    assert info.uses_references and info.paper_rows == {2: "ASFFNet*"}
+    missing = try_build_method(f"asffnet:{tmp_path / 'none.pth'}", MethodOptions())
+    assert isinstance(missing, UnavailableMethod) and "not found" in missing.reason
