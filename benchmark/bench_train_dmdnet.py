@@ -1,6 +1,7 @@
 """Learning check: train the demo-size DMDNet on the demo's training faces, score it on held-out faces.
 
     python -m benchmark.bench_train_dmdnet [--params params.yaml] [--steps N] [--out /tmp/bench_train]
+    python -m benchmark.bench_train_dmdnet --model asffnet      # the same check for ASFFNet*
 
 Trains the ``train.variants.<variant>`` of the params (default: the demo-size ``dmdnet``, its step budget
 unless ``--steps``) with the shared trainer on ``<dataset>/train``, then runs the benchmark's evaluation
@@ -28,7 +29,8 @@ def _params_with(params: Path, out: Path, steps: int | None) -> Path:
     data = yaml.safe_load(params.read_text())
     if steps is not None:  # a longer budget: every dictionary stage gets the same share of it
         trainer = data["train"]["trainer"]
-        for variant in data["train"]["variants"].values():
+        variants = [*data["train"]["variants"].values(), *data["train"].get("asffnet_variants", {}).values()]
+        for variant in variants:
             schedule = variant.get("schedule") or {}
             if "steps" in schedule:
                 schedule["steps"] = [max(1, n * steps // trainer["steps"]) for n in schedule["steps"]]
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m benchmark.bench_train_dmdnet", description=__doc__.split("\n")[0]
     )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--variant", default="dmdnet")
+    p.add_argument("--model", choices=("dmdnet", "asffnet"), default="dmdnet")
+    p.add_argument("--variant", default=None, help="default: the model name")
     p.add_argument("--dataset", type=Path, default=Path("data/celebref"))
     p.add_argument("--lq", type=Path, default=Path("data/lq"))
     p.add_argument("--steps", type=int, default=None, help="train.trainer.steps (stage lengths scaled along)")
@@ -57,12 +60,21 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     summary = train_run(
         argparse.Namespace(
-            params=params, variant=args.variant, dataset=args.dataset, out=model_dir, resume=False
+            params=params,
+            model=args.model,
+            variant=args.variant or args.model,
+            dataset=args.dataset,
+            out=model_dir,
+            resume=False,
         )
     )
     train_s = time.perf_counter() - start
     checkpoint = model_dir / "generator.pth"
-    methods = ["lq", f"dmdnet-generic:{checkpoint}", f"dmdnet:{checkpoint}"]
+    if args.model == "asffnet":
+        methods, labels = ["lq", f"asffnet:{checkpoint}"], ["bicubic (lq)", "trained, 1 reference"]
+    else:
+        methods = ["lq", f"dmdnet-generic:{checkpoint}", f"dmdnet:{checkpoint}"]
+        labels = ["bicubic (lq)", "trained, generic", "trained, + references"]
     config = EvaluateConfig(methods=methods, metrics=["psnr", "ssim"], num_threads=args.threads)
     result = evaluate_run(config, args.dataset, args.lq, args.out / "results", args.out / "metrics")
 
@@ -71,13 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nlearning check on {cpu}, {args.threads} threads, fp32")
     print(
         f"trained {summary['steps']} steps × batch {summary['batch_size']} on {summary['train_faces']} "
-        f"training faces in {train_s:.0f} s (channels {net['channels']}, items {net['items']}); "
+        f"training faces in {train_s:.0f} s ({args.model}, channels {net['channels']}); "
         "scored on the held-out test split"
     )
     print(f"{'method':<24} {'task':<4} {'N':>3} {'PSNR':>8} {'SSIM':>7}")
-    for name, labelled in zip(
-        methods, ["bicubic (lq)", "trained, generic", "trained, + references"], strict=True
-    ):
+    for name, labelled in zip(methods, labels, strict=True):
         entry = result["methods"][name]
         if not entry.get("available", True):
             print(f"{labelled:<24} unavailable: {entry.get('reason')}")
