@@ -25,6 +25,7 @@ from benchmark.methods import (
     MethodOptions,
     TestCase,
     _with_training,
+    official_weights,
 )
 from celebref.images import read_image
 from curate.dataset import read_landmarks
@@ -139,13 +140,6 @@ class ASFFNetMethod:
 
 def _official_weights(options: MethodOptions) -> Path:
     """The official ``ASFFNet512.pth`` (:data:`faces.weights.ASFFNET512_OFFICIAL`) or why it is absent."""
-    from faces.weights import ASFFNET512_OFFICIAL, WeightsNotFoundError, resolve_weights
+    from faces.weights import ASFFNET512_OFFICIAL
 
-    try:
-        return resolve_weights(
-            ASFFNET512_OFFICIAL, options.asffnet_weights, options.weights_dir, options.allow_download
-        )
-    except WeightsNotFoundError as exc:
-        explicit = None if options.asffnet_weights is None else str(options.asffnet_weights)
-        info = CheckpointInfo(explicit, "official", OFFICIAL_DESCRIPTION)
-        raise CheckpointNotFoundError(str(exc), checkpoint=info) from exc
+    return official_weights(ASFFNET512_OFFICIAL, options.asffnet_weights, options, OFFICIAL_DESCRIPTION)

@@ -697,18 +697,23 @@ class DMDNetMethod:
         return notes
 
 
-def _official_weights(options: MethodOptions) -> Path:
-    """The official ``DMDNet.pth`` (:data:`faces.weights.DMDNET_OFFICIAL`); else CheckpointNotFoundError."""
-    from faces.weights import DMDNET_OFFICIAL, resolve_weights
+def official_weights(spec: Any, explicit: Path | None, options: MethodOptions, description: str) -> Path:
+    """The official file of ``spec`` (a :class:`faces.weights.WeightsSpec`; ``explicit``: a path given in
+    params), else :class:`CheckpointNotFoundError` naming it, with ``description`` for the report."""
+    from faces.weights import resolve_weights
 
     try:
-        return resolve_weights(
-            DMDNET_OFFICIAL, options.dmdnet_weights, options.weights_dir, options.allow_download
-        )
+        return resolve_weights(spec, explicit, options.weights_dir, options.allow_download)
     except WeightsNotFoundError as exc:
-        explicit = None if options.dmdnet_weights is None else str(options.dmdnet_weights)
-        info = CheckpointInfo(explicit, OFFICIAL_FORMAT, OFFICIAL_DESCRIPTION)
+        info = CheckpointInfo(None if explicit is None else str(explicit), OFFICIAL_FORMAT, description)
         raise CheckpointNotFoundError(str(exc), checkpoint=info) from exc
+
+
+def _official_weights(options: MethodOptions) -> Path:
+    """The official ``DMDNet.pth`` (:data:`faces.weights.DMDNET_OFFICIAL`); else CheckpointNotFoundError."""
+    from faces.weights import DMDNET_OFFICIAL
+
+    return official_weights(DMDNET_OFFICIAL, options.dmdnet_weights, options, OFFICIAL_DESCRIPTION)
 
 
 def _checkpoint_for(path: Path, name: str, *, use_references: bool) -> CheckpointInfo:
