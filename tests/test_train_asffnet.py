@@ -6,8 +6,6 @@ A tiny ASFFNet (8 channels, one ASFF block) at 512² on the DMDNet fixture's fou
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import Trainer, TrainerConfig
 from dmdnet.trained import load_generator, save_generator
 from tests.paths import DMDNET_FIXTURE
+from tests.test_train_dmdnet import _train_cli
 
 TINY = ASFFNetConfig(stage_channels=(4, 8, 8), channels=8, mask_channels=(4, 4, 8, 8, 8), asff_blocks=1)
 TINY_NETWORK = {
@@ -157,17 +156,12 @@ def _params(tmp_path: Path) -> Path:
     return path
 
 
-def _cli(args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
     common = ["--params", str(_params(tmp_path)), "--model", "asffnet", "--variant", "tiny"]
     common += ["--dataset", str(dataset_root)]
-    _cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
+    _train_cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
     dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537"]
-    _cli([*dist, "-m", "dmdnet.train", *common, "--out", str(tmp_path / "two")])
+    _train_cli([*dist, "-m", "dmdnet.train", *common, "--out", str(tmp_path / "two")])
     logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
     assert len(logs[0]) == len(logs[1]) == 2
     for a, b in zip(*logs, strict=True):
