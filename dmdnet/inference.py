@@ -20,7 +20,16 @@ from celebref.hardware import Capabilities, capabilities
 from dmdnet.dictionary import SpecificDictionary
 from dmdnet.network import DMDNet
 
-__all__ = ["PRECISIONS", "InferenceConfig", "Restorer", "to_tensor", "to_uint8"]
+__all__ = [
+    "PRECISIONS",
+    "InferenceConfig",
+    "Restorer",
+    "as_network_input",
+    "precision_context",
+    "prepare_for_inference",
+    "to_tensor",
+    "to_uint8",
+]
 
 PRECISIONS = ("fp32", "bf16")
 Precision = Literal["fp32", "bf16"]
@@ -68,6 +77,64 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def prepare_for_inference(
+    model: torch.nn.Module, config: InferenceConfig, device_capabilities: Capabilities
+) -> torch.nn.Module:
+    """``model`` on ``config.device`` in eval mode, its conv weights in the precision and memory format.
+
+    Checks the device can run ``config.precision`` first (:class:`~celebref.hardware.UnsupportedPrecision`
+    before the model is touched). For bf16 on the CPU the conv weights and biases are converted once, in
+    place (fused oneDNN bf16 convolutions, no per-call casts); such a model then serves bf16 only, and an
+    fp32 request on it raises ``ValueError``. Shared by every network's inference wrapper.
+    """
+    device_capabilities.require(config.precision)
+    device = torch.device(config.device)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if config.precision == "fp32" and any(c.weight.dtype != torch.float32 for c in convs):
+        raise ValueError(
+            "this model's conv weights were converted to bf16 by a bf16 Restorer; "
+            "load the checkpoint again for fp32 restoration"
+        )
+    if device.type == "cuda" and config.precision == "fp32":
+        # TF32 would break fp32 exactness
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    model = model.to(device).eval().requires_grad_(False)
+    to_bf16 = config.precision == "bf16" and device.type == "cpu"
+    # conv weights only: DMDNet's dictionary items are read as flat (N, C·h·w) matrices in NCHW order,
+    # and converting the 110 M-value generic dictionary would double its memory
+    for conv in convs:
+        weight = conv.weight.data.to(torch.bfloat16) if to_bf16 else conv.weight.data
+        if config.channels_last:
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        conv.weight.data = weight
+        if to_bf16 and conv.bias is not None:
+            conv.bias.data = conv.bias.data.to(torch.bfloat16)
+    return model
+
+
+def as_network_input(images: torch.Tensor | np.ndarray, config: InferenceConfig) -> torch.Tensor:
+    """``(B, 3, H, W)`` float32 on the device (channels-last if configured) from a tensor or uint8 images."""
+    x = images if isinstance(images, torch.Tensor) else to_tensor(images)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
+    x = x.to(torch.device(config.device), torch.float32)
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@contextlib.contextmanager
+def precision_context(config: InferenceConfig) -> Iterator[None]:
+    """Inference mode, and bf16 autocast when ``config.precision`` is bf16."""
+    with torch.inference_mode():
+        if config.precision == "bf16":
+            with torch.autocast(torch.device(config.device).type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+
 class Restorer:
     """Runs a loaded :class:`DMDNet` with one precision / device / memory-format choice.
 
@@ -92,46 +159,7 @@ class Restorer:
         self.config = cfg
         self.device = torch.device(cfg.device)
         self.capabilities = device_capabilities or capabilities(self.device)
-        self.capabilities.require(cfg.precision)
-        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-        if cfg.precision == "fp32" and any(c.weight.dtype != torch.float32 for c in convs):
-            raise ValueError(
-                "this model's conv weights were converted to bf16 by a bf16 Restorer; "
-                "load the checkpoint again for fp32 restoration"
-            )
-        if self.device.type == "cuda" and cfg.precision == "fp32":
-            # TF32 would break fp32 exactness
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-        model = model.to(self.device).eval().requires_grad_(False)
-        to_bf16 = cfg.precision == "bf16" and self.device.type == "cpu"
-        # conv weights only: dictionary items are read as flat (N, C·h·w) matrices in NCHW order,
-        # and converting the 110 M-value generic dictionary would double its memory
-        for conv in convs:
-            weight = conv.weight.data.to(torch.bfloat16) if to_bf16 else conv.weight.data
-            if cfg.channels_last:
-                weight = weight.contiguous(memory_format=torch.channels_last)
-            conv.weight.data = weight
-            if to_bf16 and conv.bias is not None:
-                conv.bias.data = conv.bias.data.to(torch.bfloat16)
-        self.model = model
-
-    def _prepare(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = images if isinstance(images, torch.Tensor) else to_tensor(images)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
-        x = x.to(self.device, torch.float32)
-        if self.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        if self.config.precision == "bf16":
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                yield
-        else:
-            yield
+        self.model = prepare_for_inference(model, cfg, self.capabilities)
 
     def restore(
         self,
@@ -157,9 +185,9 @@ class Restorer:
         memory = None if dictionary is None else dictionary.to(self.device).memory()
         outs = []
         bs = self.config.batch_size
-        with torch.inference_mode(), self._autocast():
+        with precision_context(self.config):
             for start in range(0, x_all.shape[0], bs):
-                x = self._prepare(x_all[start : start + bs])
+                x = as_network_input(x_all[start : start + bs], self.config)
                 y = self.model(x, boxes[start : start + bs], memory)
                 outs.append(y.float().cpu().contiguous())
         return torch.cat(outs)
@@ -176,8 +204,8 @@ class Restorer:
 
         ``references``: ``(N, 3, 512, 512)`` float in ``[-1, 1]`` or RGB ``uint8 (N, 512, 512, 3)``.
         """
-        x = self._prepare(references)
-        with torch.inference_mode(), self._autocast():
+        x = as_network_input(references, self.config)
+        with precision_context(self.config):
             return SpecificDictionary.build(
                 self.model,
                 x,

@@ -226,3 +226,30 @@ def test_unreadable_checkpoint(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read ASFFNet512 checkpoint"):
         load_official(path)
+
+
+def test_restorer_channels_last_matches_official(checkpoint):
+    """The inference wrapper (channels-last weights, fused oneDNN ops where present) keeps the outputs."""
+    from asffnet.inference import ASFFNetRestorer, select_references
+    from dmdnet.inference import InferenceConfig
+
+    pool = _ref_pool()
+    lq_marks = np.loadtxt(FIXTURE / "lq_landmarks.txt")
+    assert select_references([lq_marks], pool) == [0]
+    restorer = ASFFNetRestorer(load_official(checkpoint), InferenceConfig(channels_last=True))
+    got = restorer.restore(
+        read_image(FIXTURE / "lq.png")[None],
+        lq_marks[None],
+        read_image(FIXTURE / "refs" / "ref_0.png")[None],
+        pool[0][None],
+    ).numpy()
+    expected = np.load(FIXTURE / "out.npy")
+    assert np.abs(got - expected).max() <= MAX_ABS
+    assert _rel(got, expected) <= REL_L2
+    with pytest.raises(ValueError, match="one reference per input"):
+        restorer.restore(
+            read_image(FIXTURE / "lq.png")[None],
+            lq_marks[None],
+            np.zeros((0, 512, 512, 3), np.uint8),
+            pool[0][None],
+        )
