@@ -72,6 +72,10 @@ class ASFFNetConfig:
     msdilate_dilations: tuple[int, ...] = (4, 3, 2, 1)
     # decoder: (dilations of each UpDilateResBlock), at 256², 256² after the width halves, 512²
     up_dilations: tuple[tuple[int, int], ...] = ((1, 2), (1, 2), (1, 1))
+    # not in the release: output = clamp(lq + g·network), g a learnt scalar starting at 0, so a small model
+    # trained for minutes starts from its input (as DMDNet's ``residual``); the file then holds
+    # ``residual_gain`` besides the official keys
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if len(self.stage_dilations) != len(self.stage_channels):
@@ -296,6 +300,8 @@ class ASFFNet(nn.Module):
         self.last = SFFLayer(dim)
         self.msdilate = MultiDilation(dim, dilations=cfg.msdilate_dilations)
         self.decoder = Decoder(dim, dilations=cfg.up_dilations)
+        if cfg.residual:
+            self.residual_gain = nn.Parameter(torch.zeros(()))
 
     def warp_grid(
         self, lq_landmarks: torch.Tensor, ref_landmarks: torch.Tensor, size: tuple[int, int]
@@ -366,6 +372,9 @@ class ASFFNet(nn.Module):
             )
         if mask.shape != (lq.shape[0], 1, *lq.shape[-2:]):
             raise ValueError(f"mask must be (B, 1, H, W) like lq, got {tuple(mask.shape)}")
-        return self.fuse(
+        y = self.fuse(
             self.lq_extractor(lq), self.ref_extractor(ref), mask, lq_landmarks, ref_landmarks, trace=trace
         )
+        if self.config.residual:
+            return (lq + self.residual_gain * y).clamp(-1, 1)
+        return y

@@ -108,6 +108,8 @@ def official_shapes(config: ASFFNetConfig | None = None) -> OrderedDict[str, tup
             shapes[f"{off}.weight_v"] = (w[1] * w[2] * w[3],)
         else:
             shapes[f"{off}.weight"] = w
+    if "residual_gain" in own:
+        shapes["residual_gain"] = ()
     return shapes
 
 
@@ -160,6 +162,8 @@ def convert_official_state_dict(
             out[f"{mine}.weight"] = state[f"{off}.weight"].to(dtype, copy=True)
         if f"{off}.bias" in state:
             out[f"{mine}.bias"] = state[f"{off}.bias"].to(dtype, copy=True)
+    if "residual_gain" in state:  # the residual switch of a model trained here (ASFFNetConfig.residual)
+        out["residual_gain"] = state["residual_gain"].to(dtype, copy=True)
     return out
 
 

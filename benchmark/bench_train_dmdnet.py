@@ -1,7 +1,7 @@
 """Learning check: train the demo-size DMDNet on the demo's training faces, score it on held-out faces.
 
     python -m benchmark.bench_train_dmdnet [--params params.yaml] [--steps N] [--out /tmp/bench_train]
-    python -m benchmark.bench_train_dmdnet --model asffnet      # the same check for ASFFNet*
+    python -m benchmark.bench_train_dmdnet --model asffnet      # ASFFNet* (--model gfrnet: GFRNet*)
 
 Trains the ``train.variants.<variant>`` of the params (default: the demo-size ``dmdnet``, its step budget
 unless ``--steps``) with the shared trainer on ``<dataset>/train``, then runs the benchmark's evaluation
@@ -23,17 +23,22 @@ from benchmark.evaluate import run as evaluate_run
 from benchmark.evaluate_config import EvaluateConfig
 from celebref.hardware import capabilities
 from dmdnet.train.__main__ import run as train_run
+from dmdnet.train.config import MODELS
 
 
 def _params_with(params: Path, out: Path, steps: int | None) -> Path:
     data = yaml.safe_load(params.read_text())
     if steps is not None:  # a longer budget: every dictionary stage gets the same share of it
         trainer = data["train"]["trainer"]
-        variants = [*data["train"]["variants"].values(), *data["train"].get("asffnet_variants", {}).values()]
-        for variant in variants:
+        runs = ("variants", "asffnet_variants", "gfrnet_variants")
+        for variant in (v for key in runs for v in (data["train"].get(key) or {}).values()):
+            budget = variant.get("steps") or trainer["steps"]
             schedule = variant.get("schedule") or {}
             if "steps" in schedule:
-                schedule["steps"] = [max(1, n * steps // trainer["steps"]) for n in schedule["steps"]]
+                schedule["steps"] = [max(1, n * steps // budget) for n in schedule["steps"]]
+            if variant.get("warp_steps"):
+                variant["warp_steps"] = max(1, variant["warp_steps"] * steps // budget)
+            variant["steps"] = steps
         trainer["steps"] = steps
     path = out / "params.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m benchmark.bench_train_dmdnet", description=__doc__.split("\n")[0]
     )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--model", choices=("dmdnet", "asffnet"), default="dmdnet")
+    p.add_argument("--model", choices=MODELS, default="dmdnet")
     p.add_argument("--variant", default=None, help="default: the model name")
     p.add_argument("--dataset", type=Path, default=Path("data/celebref"))
     p.add_argument("--lq", type=Path, default=Path("data/lq"))
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = model_dir / "generator.pth"
     if args.model == "asffnet":
         methods, labels = ["lq", f"asffnet:{checkpoint}"], ["bicubic (lq)", "trained, 1 reference"]
+    elif args.model == "gfrnet":
+        methods, labels = ["lq", f"gfrnet:{checkpoint}"], ["bicubic (lq)", "trained, frontal reference"]
     else:
         methods = ["lq", f"dmdnet-generic:{checkpoint}", f"dmdnet:{checkpoint}"]
         labels = ["bicubic (lq)", "trained, generic", "trained, + references"]
@@ -79,11 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate_run(config, args.dataset, args.lq, args.out / "results", args.out / "metrics")
 
     cpu = capabilities("cpu").name
-    net = summary["network"]
     print(f"\nlearning check on {cpu}, {args.threads} threads, fp32")
     print(
         f"trained {summary['steps']} steps × batch {summary['batch_size']} on {summary['train_faces']} "
-        f"training faces in {train_s:.0f} s ({args.model}, channels {net['channels']}); "
+        f"training faces in {train_s:.0f} s ({args.model}, {summary['description']}); "
         "scored on the held-out test split"
     )
     print(f"{'method':<24} {'task':<4} {'N':>3} {'PSNR':>8} {'SSIM':>7}")

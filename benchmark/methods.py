@@ -374,7 +374,7 @@ def table3_row(name: str) -> str | None:
 
 
 #: Reference-based baselines trained here: the Table 2 rows a checkpoint's training summary may claim.
-BASELINE_ROWS = {"asffnet": "ASFFNet*"}
+BASELINE_ROWS = {"asffnet": "ASFFNet*", "gfrnet": "GFRNet*"}
 
 
 @dataclass(frozen=True)
@@ -815,8 +815,10 @@ register_method(
 
 #: Where ``train_asffnet`` writes the demo's ASFFNet* (the plain ``asffnet`` method's checkpoint).
 ASFFNET_DEFAULT_CHECKPOINT = "models/asffnet/generator.pth"
+#: Where ``train_gfrnet`` writes the demo's GFRNet* (the plain ``gfrnet`` method's checkpoint).
+GFRNET_DEFAULT_CHECKPOINT = "models/gfrnet/generator.pth"
 #: Methods whose plain name runs a checkpoint trained here, and its path.
-DEFAULT_CHECKPOINTS = {"asffnet": ASFFNET_DEFAULT_CHECKPOINT}
+DEFAULT_CHECKPOINTS = {"asffnet": ASFFNET_DEFAULT_CHECKPOINT, "gfrnet": GFRNET_DEFAULT_CHECKPOINT}
 
 
 def _build_asffnet512(options: MethodOptions) -> Method:
@@ -853,6 +855,30 @@ register_method(
     checkpoint_builder=_build_asffnet_checkpoint,
     checkpoint_method_info=MethodInfo(
         "ASFFNet* from a checkpoint, one reference chosen by landmarks", uses_references=True
+    ),
+)
+
+
+def _build_gfrnet_checkpoint(options: MethodOptions, checkpoint: str, name: str) -> Method:
+    from benchmark.gfrnet_method import GFRNetMethod
+
+    return GFRNetMethod(options, checkpoint=checkpoint, name=name)
+
+
+def _build_gfrnet(options: MethodOptions) -> Method:
+    return _build_gfrnet_checkpoint(options, GFRNET_DEFAULT_CHECKPOINT, "gfrnet")
+
+
+register_method(
+    "gfrnet",
+    _build_gfrnet,
+    MethodInfo(
+        f"GFRNet* trained here ({GFRNET_DEFAULT_CHECKPOINT}), the identity's most frontal reference",
+        uses_references=True,
+    ),
+    checkpoint_builder=_build_gfrnet_checkpoint,
+    checkpoint_method_info=MethodInfo(
+        "GFRNet* from a checkpoint, the identity's most frontal reference", uses_references=True
     ),
 )
 

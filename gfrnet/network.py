@@ -49,6 +49,9 @@ class GFRNetConfig:
     rec_norm: Norm = "instance"
     # bound of each flow component, as a fraction of the image side (0.25 → ±128 px at 512²)
     max_flow: float = 0.25
+    # not in the paper: restored = clamp(lq + g·RecNet), g a learnt scalar starting at 0, so a small model
+    # trained for minutes starts from its input (as DMDNet's and ASFFNet's ``residual``)
+    residual: bool = False
 
     def __post_init__(self) -> None:
         for name in ("warp_channels", "rec_channels"):
@@ -168,9 +171,14 @@ class GFRNet(nn.Module):
         self.config = cfg
         self.warpnet = WarpNet(config=cfg)
         self.recnet = RecNet(config=cfg)
+        if cfg.residual:
+            self.residual_gain = nn.Parameter(torch.zeros(()))
 
     def forward(self, lq: torch.Tensor, reference: torch.Tensor) -> GFRNetOutput:
         """Restore ``lq`` with ``reference`` (RGB ``(B, 3, H, W)`` in [-1, 1]), the same person's HQ face."""
         flow = self.warpnet(lq, reference)
         warped = warp(reference, flow)
-        return GFRNetOutput(self.recnet(lq, warped), flow, warped)
+        restored = self.recnet(lq, warped)
+        if self.config.residual:
+            restored = (lq + self.residual_gain * restored).clamp(-1, 1)
+        return GFRNetOutput(restored, flow, warped)

@@ -2,11 +2,13 @@
 
     python -m dmdnet.train --params params.yaml --variant dmdnet --dataset data/celebref --out models/dmdnet
     python -m dmdnet.train --model asffnet --variant asffnet --out models/asffnet   # train.asffnet_variants
+    python -m dmdnet.train --model gfrnet --variant gfrnet --out models/gfrnet      # train.gfrnet_variants
     torchrun --nproc_per_node 4 -m dmdnet.train …     # DDP: NCCL on GPUs, gloo on CPUs
     python -m dmdnet.train … --resume                 # continue from <out>/checkpoints/last.pt exactly
 
 Writes into ``--out``: ``generator.pth`` (DMDNet: any variant, :func:`dmdnet.trained.load_generator`;
-ASFFNet: the official ``ASFFNet512.pth`` layout with its config, :func:`asffnet.trained.load_asffnet`),
+ASFFNet: the official ``ASFFNet512.pth`` layout with its config, :func:`asffnet.trained.load_asffnet`;
+GFRNet: :func:`gfrnet.trained.load_gfrnet`),
 ``DMDNet.pth`` (the official layout, DMDNet's release configuration only), ``log.csv``, ``samples/``,
 ``checkpoints/last.pt`` and ``summary.json`` (what was trained, on what, for how long).
 """
@@ -25,7 +27,13 @@ from celebref.atomic import atomic_write_text
 from celebref.config import load_section
 from curate.dataset import CelebRefHQ
 from degrade.config import DegradationRanges
-from dmdnet.train.config import MODELS, ASFFNetVariantConfig, TrainSection, VariantConfig
+from dmdnet.train.config import (
+    MODELS,
+    ASFFNetVariantConfig,
+    GFRNetVariantConfig,
+    TrainSection,
+    VariantConfig,
+)
 from dmdnet.train.data import TrainingFaces, collate_samples, extra_faces, generic_faces
 from dmdnet.train.dmdnet_task import DMDNetTraining
 from dmdnet.train.losses import VGGFeatures
@@ -62,18 +70,31 @@ def _asffnet(variant: ASFFNetVariantConfig, section: TrainSection) -> TrainableR
     return ASFFNetTraining(variant.network.build())
 
 
+def _gfrnet(variant: GFRNetVariantConfig, section: TrainSection) -> TrainableRestorer:
+    from dmdnet.train.gfrnet_task import GFRNetTraining
+
+    torch.manual_seed(section.seed)
+    return GFRNetTraining(
+        variant.network.build(), warp_steps=variant.warp_steps, landmark=variant.landmark, tv=variant.tv
+    )
+
+
 def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
     section = load_section(TrainSection, "train", args.params)
     model_name = getattr(args, "model", "dmdnet")
     variants = section.variants_of(model_name)
     if args.variant not in variants:
         known = ", ".join(sorted(variants)) or "none"
-        where = "train.asffnet_variants" if model_name == "asffnet" else "train.variants"
+        where = "train.variants" if model_name == "dmdnet" else f"train.{model_name}_variants"
         raise SystemExit(f"{args.params}: no {where} entry {args.variant!r}; known: {known}")
     variant = variants[args.variant]
     ranges = load_section(DegradationRanges, "degrade.ranges", args.params)
     # ASFFNet restores with one reference: draw at least one wherever the identity has another image
-    data = section.data_config(min_references=1 if model_name == "asffnet" else 0)
+    # GFRNet* restores with the identity's most frontal other image
+    data = section.data_config(
+        min_references=0 if model_name == "dmdnet" else 1,
+        reference_rule="frontal" if model_name == "gfrnet" else "random",
+    )
     extras = tuple(r for folder in section.extra_faces for r in extra_faces(folder))
     train = _split(args.dataset, "train")
     if train is None:
@@ -83,9 +104,11 @@ def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
     val_set = None if val is None else TrainingFaces(val, ranges, data)
     if isinstance(variant, ASFFNetVariantConfig):
         model = _asffnet(variant, section)
+    elif isinstance(variant, GFRNetVariantConfig):
+        model = _gfrnet(variant, section)
     else:
         model = _dmdnet(variant, section, train_set)
-    config = section.trainer_config()
+    config = section.trainer_config(variant.steps)
     vgg = None
     if config.losses.needs_vgg:
         w = section.weights
@@ -146,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variant",
         default=None,
-        help="a key of train.variants (DMDNet) or train.asffnet_variants (ASFFNet); default: the model name",
+        help="a key of train.variants (DMDNet) or train.<model>_variants; default: the model name",
     )
     p.add_argument("--dataset", type=Path, default=Path("data/celebref"))
     p.add_argument("--out", type=Path, default=Path("models/dmdnet"))

@@ -74,4 +74,6 @@ class ASFFNetTraining(TrainableRestorer):
 
     def export(self, out_dir: Path) -> list[Path]:
         state = export_layers(self.net, self.layers)
+        if self.config.residual:
+            state["residual_gain"] = self.net.residual_gain.detach()
         return [save_asffnet(state, self.config, Path(out_dir) / "generator.pth")]

@@ -31,11 +31,19 @@ from dmdnet.train.data import TrainingDataConfig
 from dmdnet.train.dmdnet_task import STAGES, DictionarySchedule
 from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import TrainerConfig
+from gfrnet.network import GFRNetConfig
 
-__all__ = ["TrainSection", "VariantConfig", "ASFFNetVariantConfig", "MODELS"]
+__all__ = [
+    "TrainSection",
+    "RunConfig",
+    "VariantConfig",
+    "ASFFNetVariantConfig",
+    "GFRNetVariantConfig",
+    "MODELS",
+]
 
 #: The models ``python -m dmdnet.train --model`` trains, each with its own variants section.
-MODELS = ("dmdnet", "asffnet")
+MODELS = ("dmdnet", "asffnet", "gfrnet")
 
 
 class JitterConfig(StageConfig):
@@ -109,11 +117,17 @@ class ScheduleConfig(StageConfig):
         return DictionarySchedule(stages=tuple(self.stages), steps=tuple(self.steps), advance=self.advance)
 
 
-class VariantConfig(StageConfig):
-    """One named run: the network and its dictionary schedule (Table 3 rows are variants)."""
+class RunConfig(StageConfig):
+    """What every named run has: a description, the paper row it reproduces, its own step budget."""
 
     description: str = ""
-    paper_row: str | None = None  # the Table 3 row this variant reproduces, e.g. "Ours(128)", "w/o F"
+    paper_row: str | None = None  # e.g. "Ours(128)", "w/o F" (Table 3), "ASFFNet*" (Table 2)
+    steps: int | None = Field(None, ge=1)  # this run's train.trainer.steps (default: that value)
+
+
+class VariantConfig(RunConfig):
+    """One named DMDNet run: the network and its dictionary schedule (Table 3 rows are variants)."""
+
     network: NetworkConfig = NetworkConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
@@ -125,17 +139,39 @@ class ASFFNetNetworkConfig(StageConfig):
     channels: int = 128
     mask_channels: tuple[int, ...] = (16, 32, 64, 128, 128)
     asff_blocks: int = Field(4, ge=1)
+    residual: bool = False  # output = clamp(LQ + g·network), g from 0 (not in the release; the demo)
 
     def build(self) -> ASFFNetConfig:
         return ASFFNetConfig(**self.model_dump())
 
 
-class ASFFNetVariantConfig(StageConfig):
+class ASFFNetVariantConfig(RunConfig):
     """One ASFFNet* run (Table 2's ``ASFFNet*`` row is the release-size one)."""
 
-    description: str = ""
-    paper_row: str | None = None
     network: ASFFNetNetworkConfig = ASFFNetNetworkConfig()
+
+
+class GFRNetNetworkConfig(StageConfig):
+    """:class:`gfrnet.network.GFRNetConfig`; unset fields keep its defaults (the paper's widths)."""
+
+    warp_channels: tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
+    rec_channels: tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
+    warp_norm: Literal["batch", "instance", "none"] = "instance"
+    rec_norm: Literal["batch", "instance", "none"] = "instance"
+    max_flow: float = Field(0.25, gt=0)
+    residual: bool = False  # restored = clamp(LQ + g·RecNet), g from 0 (not in the paper; the demo)
+
+    def build(self) -> GFRNetConfig:
+        return GFRNetConfig(**self.model_dump())
+
+
+class GFRNetVariantConfig(RunConfig):
+    """One GFRNet* run: the network, the WarpNet pre-training phase and the flow-loss weights."""
+
+    network: GFRNetNetworkConfig = GFRNetNetworkConfig()
+    warp_steps: int = Field(0, ge=0)  # steps of WarpNet alone on the flow losses before end-to-end training
+    landmark: float = Field(1000.0, ge=0)  # λ of the landmark loss (positions in units of the image side)
+    tv: float = Field(1.0, ge=0)  # λ of the flow's total variation
 
 
 class TrainSection(StageConfig):
@@ -148,26 +184,31 @@ class TrainSection(StageConfig):
     weights: TrainWeights = TrainWeights()
     variants: dict[str, VariantConfig]  # DMDNet runs (the train_dmdnet stage)
     asffnet_variants: dict[str, ASFFNetVariantConfig] = {}  # ASFFNet* runs (the train_asffnet stage)
+    gfrnet_variants: dict[str, GFRNetVariantConfig] = {}  # GFRNet* runs (the train_gfrnet stage)
 
-    def variants_of(self, model: str) -> Mapping[str, VariantConfig | ASFFNetVariantConfig]:
+    def variants_of(self, model: str) -> Mapping[str, RunConfig]:
+        """The named runs of ``model`` (``train.variants`` for DMDNet, ``train.<model>_variants``)."""
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
-        return self.asffnet_variants if model == "asffnet" else self.variants
+        runs = {"dmdnet": self.variants, "asffnet": self.asffnet_variants, "gfrnet": self.gfrnet_variants}
+        return runs[model]
 
-    def data_config(self, *, min_references: int = 0) -> TrainingDataConfig:
+    def data_config(self, *, min_references: int = 0, reference_rule: str = "random") -> TrainingDataConfig:
         j = self.data.jitter
         return TrainingDataConfig(
             seed=self.seed,
             max_references=max(self.data.max_references, min_references),
             min_references=min_references,
+            reference_rule=reference_rule,  # type: ignore[arg-type]
             flip_prob=self.data.flip_prob,
             jitter=ColorJitter(j.brightness, j.contrast, j.saturation),
         )
 
-    def trainer_config(self) -> TrainerConfig:
+    def trainer_config(self, steps: int | None = None) -> TrainerConfig:
+        """The loop's config; ``steps`` (a run's own budget) replaces ``train.trainer.steps``."""
         t, loss = self.trainer, self.losses
         return TrainerConfig(
-            steps=t.steps,
+            steps=steps or t.steps,
             batch_size=t.batch_size,
             accumulation=t.accumulation,
             lr=t.lr,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,7 +37,12 @@ __all__ = [
 @dataclass(frozen=True)
 class TrainingDataConfig:
     """How samples are drawn. N references: uniform in ``min_references…max_references``, capped by what
-    the identity has (ASFFNet needs one: ``min_references=1``; DMDNet also learns N = 0)."""
+    the identity has (ASFFNet needs one: ``min_references=1``; DMDNet also learns N = 0).
+
+    ``reference_rule="frontal"`` (GFRNet*) gives instead exactly one reference, the same for every image of
+    an identity but its most frontal image itself: the most frontal of its other images
+    (:func:`gfrnet.frontal.most_frontal`).
+    """
 
     seed: int = 0
     max_references: int = 8
@@ -44,8 +50,11 @@ class TrainingDataConfig:
     flip_prob: float = 0.5
     jitter: ColorJitter = field(default_factory=ColorJitter)
     size: int = 512
+    reference_rule: Literal["random", "frontal"] = "random"
 
     def __post_init__(self) -> None:
+        if self.reference_rule not in ("random", "frontal"):
+            raise ValueError(f"reference_rule must be 'random' or 'frontal', got {self.reference_rule!r}")
         if self.seed < 0 or self.max_references < 0 or self.size < 8:
             raise ValueError(f"seed and max_references must be >= 0 and size >= 8, got {self}")
         if not 0 <= self.min_references <= self.max_references:
@@ -121,6 +130,11 @@ class TrainingFaces(EpochDataset):
             raise ValueError(f"{record.image_path}: expected an aligned {size}×{size} RGB face, got {got}")
         return image, landmarks
 
+    def _most_frontal(self, candidates: Sequence[FaceRecord]) -> int:
+        from gfrnet.frontal import most_frontal
+
+        return most_frontal([read_landmarks(r.landmarks_path) for r in candidates])
+
     def __getitem__(self, index: int) -> TrainingSample:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
@@ -141,6 +155,8 @@ class TrainingFaces(EpochDataset):
         candidates = self.faces.references_for(record) if record.identity else ()
         order = rng.permutation(len(candidates))
         chosen = [candidates[k] for k in order[: min(wanted, len(candidates))]]
+        if cfg.reference_rule == "frontal":
+            chosen = [candidates[self._most_frontal(candidates)]] if candidates else []
         loaded = [self._load(r) for r in chosen]
         if flip:
             loaded = [flip_face(im, lm)[:2] for im, lm in loaded]

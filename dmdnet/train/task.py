@@ -29,6 +29,9 @@ class TrainableRestorer(nn.Module):
 
     #: Written to logs and checkpoints; models without stages keep ``""``.
     stage: str = ""
+    #: False in a stage trained on :meth:`extra_losses` alone (GFRNet's WarpNet pre-training): the shared
+    #: reconstruction / perceptual / adversarial terms and the discriminator step are skipped.
+    restoration_losses: bool = True
 
     def forward(self, batch: Mapping[str, Any], *, training: bool = True) -> torch.Tensor:
         """Restored faces ``(B, 3, S, S)`` in ``[-1, 1]`` for ``batch``; ``training=False`` for validation."""

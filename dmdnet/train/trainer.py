@@ -322,10 +322,13 @@ class Trainer:
         for k, batch in enumerate(micro):
             with self._no_sync(self.ddp_model, k == acc - 1), self._autocast():
                 output = self.ddp_model(batch)
-                logits = self.disc(output) if self.disc is not None else ()
-                terms = generator_loss(
-                    output.float(), batch["gt"], cfg.losses, vgg=self.vgg, fake_logits=logits
-                )
+                if self.model.restoration_losses:
+                    logits = self.disc(output) if self.disc is not None else ()
+                    terms = generator_loss(
+                        output.float(), batch["gt"], cfg.losses, vgg=self.vgg, fake_logits=logits
+                    )
+                else:  # a stage trained on the model's own terms alone
+                    terms = {"total": torch.zeros((), device=self.device)}
                 extra = self.model.extra_losses(batch, output)
                 total = terms.pop("total") + sum(extra.values(), torch.zeros((), device=self.device))
                 (total / acc).backward()
@@ -531,13 +534,13 @@ class Trainer:
                 self._build_optimizers()
                 self.best_val, self.stale_vals = math.inf, 0
                 if self.ctx.is_main:
-                    tqdm.write(f"step {self.step}: dictionary stage {self.model.stage}")
+                    tqdm.write(f"step {self.step}: stage {self.model.stage}")
             micro = next(batches)
             for module in (self.model, self.disc):
                 if module is not None:
                     power_iteration_step(module)
             losses, fakes = self._generator_step(micro)
-            if self.disc is not None:
+            if self.disc is not None and self.model.restoration_losses:
                 losses["d_hinge"] = self._discriminator_step(micro, fakes)
             losses = self._global_mean(losses)
             self.step += 1
