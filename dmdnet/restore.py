@@ -1,13 +1,20 @@
-"""Restore face photos with DMDNet (generic, or specific with reference photos of the same person).
+"""Restore face photos with DMDNet (generic, or specific with references of the person), ASFFNet or GFRNet.
 
     python -m dmdnet.restore --input photos/ --output restored/ --weights models/dmdnet/DMDNet.pth
     python -m dmdnet.restore --input lq.png --references refs/ --save-dictionary person.dict.pt \\
         --output restored/ --weights DMDNet.pth
     python -m dmdnet.restore --input more/ --dictionary person.dict.pt --output restored/ --weights DMDNet.pth
+    python -m dmdnet.restore --model asffnet --input lq/ --references refs/ --output restored/ \\
+        --weights ASFFNet512.pth          # --model asffnet512: the same, the name of the official file
+    python -m dmdnet.restore --model gfrnet --input lq/ --references refs/ --output restored/ \
+        --weights models/gfrnet/generator.pth
 
 A 512×512 input is taken as an already aligned face (landmarks are detected on it directly). Any other
 input is analysed (dlib detector + 68 landmarks; the largest face when there are several), aligned
 FFHQ-style to 512×512, restored and pasted back into the photo. References go through the same steps.
+``--model asffnet`` needs ``--references``: each input is restored with the one reference whose landmarks
+fit its own best (lowest weighted affine-fit error of eyes and mouth), named in the log. ``--model gfrnet``
+restores every input with the folder's most frontal face (:func:`gfrnet.frontal.most_frontal`).
 ``--check`` also writes each aligned input with its landmarks and component boxes drawn.
 A bad input (unreadable file, no face, landmarks at the border) is reported and skipped; the rest go on.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,23 +32,49 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from celebref.hardware import UnsupportedDevice, UnsupportedPrecision, capabilities
+from asffnet.inference import ASFFNetRestorer, select_references
+from asffnet.trained import load_asffnet
+from celebref.hardware import Capabilities, UnsupportedDevice, UnsupportedPrecision, capabilities
 from celebref.images import ImageDecodeError, read_image, write_png
 from dmdnet.blocks import feature_window
 from dmdnet.boxes import COMPONENT_ROWS, component_boxes
 from dmdnet.dictionary import SpecificDictionary
-from dmdnet.inference import PRECISIONS, InferenceConfig, Restorer, to_uint8
+from dmdnet.inference import (
+    PRECISIONS,
+    InferenceConfig,
+    Restorer,
+    as_network_input,
+    precision_context,
+    prepare_for_inference,
+    to_uint8,
+)
 from dmdnet.official import CheckpointError
 from dmdnet.trained import load_generator
 
-__all__ = ["ALIGNED_SIZE", "FaceError", "PreparedFace", "FacePreparer", "list_images", "main", "run"]
+__all__ = [
+    "ALIGNED_SIZE",
+    "MODELS",
+    "FaceError",
+    "NoReferenceError",
+    "PreparedFace",
+    "FacePreparer",
+    "list_images",
+    "main",
+    "run",
+]
 
 ALIGNED_SIZE = 512
+#: ``asffnet512`` is ``asffnet`` with the official file (either loads both kinds of ASFFNet checkpoint).
+MODELS = ("dmdnet", "asffnet", "asffnet512", "gfrnet")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class FaceError(ValueError):
     """An input that cannot be restored (the message says why)."""
+
+
+class NoReferenceError(ValueError):
+    """A model that needs a reference face (ASFFNet) got no usable one."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +168,8 @@ def _log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def build_reference_dictionary(
-    restorer: Restorer, preparer: FacePreparer, folder: Path
-) -> SpecificDictionary | None:
-    """Specific dictionary from every usable face in ``folder``; ``None`` (with a message) if none is."""
+def prepare_references(preparer: FacePreparer, folder: Path) -> tuple[list[PreparedFace], list[str]]:
+    """Every usable face in ``folder`` and its file name; the others are skipped with a message."""
     faces, names = [], []
     for path in list_images(folder):
         try:
@@ -145,6 +177,14 @@ def build_reference_dictionary(
             names.append(path.name)
         except (FaceError, ImageDecodeError) as exc:
             _log(f"reference {path.name}: skipped ({exc})")
+    return faces, names
+
+
+def build_reference_dictionary(
+    restorer: Restorer, preparer: FacePreparer, folder: Path
+) -> SpecificDictionary | None:
+    """Specific dictionary from every usable face in ``folder``; ``None`` (with a message) if none is."""
+    faces, names = prepare_references(preparer, folder)
     if not faces:
         _log(f"reference folder {folder}: no usable face; restoring without a specific dictionary")
         return None
@@ -153,13 +193,14 @@ def build_reference_dictionary(
     return restorer.build_dictionary(images, boxes, names=names, identity=folder.name)
 
 
-def run(args: argparse.Namespace) -> Counter:
-    """Restore every input; returns counts of outcomes (``restored`` and one key per failure kind)."""
-    counts: Counter = Counter()
-    # refuse a precision this device cannot run before any file is read or written
-    device_capabilities = capabilities(args.device)
-    device_capabilities.require(args.precision)
-    inputs = list_images(args.input)
+#: Restores a batch of prepared faces (with their input paths, for the log): RGB uint8 ``(B, 512, 512, 3)``.
+RestoreBatch = Callable[[Sequence[tuple[Path, PreparedFace]]], np.ndarray]
+
+
+def _dmdnet_setup(
+    args: argparse.Namespace, config: InferenceConfig, device_capabilities: Capabilities
+) -> tuple[FacePreparer, RestoreBatch, str]:
+    """DMDNet, its face preparer, its (optional) specific dictionary and the progress-bar label."""
     # load only what this run needs: the reference encoder only with --references
     tasks = ["generic"]
     if args.references is not None or args.dictionary is not None:
@@ -167,11 +208,7 @@ def run(args: argparse.Namespace) -> Counter:
     if args.references is not None:
         tasks.append("dictionary")
     model = load_generator(args.weights, tasks=tasks)  # official DMDNet.pth or a generator.pth trained here
-    restorer = Restorer(
-        model,
-        InferenceConfig(device=args.device, precision=args.precision, batch_size=args.batch),
-        device_capabilities=device_capabilities,
-    )
+    restorer = Restorer(model, config, device_capabilities=device_capabilities)
     preparer = FacePreparer()
     dictionary = None
     if args.dictionary is not None:
@@ -187,6 +224,89 @@ def run(args: argparse.Namespace) -> Counter:
             n = dictionary.num_references
             _log(f"saved specific dictionary ({n} references) to {args.save_dictionary}")
     mode = "generic" if dictionary is None else f"specific ({dictionary.num_references} references)"
+
+    def restore_batch(batch: Sequence[tuple[Path, PreparedFace]]) -> np.ndarray:
+        images = np.stack([f.aligned for _, f in batch])
+        boxes = np.stack([f.boxes for _, f in batch])
+        return to_uint8(restorer.restore(images, boxes, dictionary))
+
+    return preparer, restore_batch, f"DMDNet {mode}"
+
+
+def _reference_pool(
+    preparer: FacePreparer, folder: Path | None, model: str
+) -> tuple[list[PreparedFace], list[str]]:
+    """The usable reference faces of ``folder``; :class:`NoReferenceError` if there is none."""
+    if folder is None:
+        raise NoReferenceError(f"{model} restores with a reference photo: give a folder with --references")
+    faces, names = prepare_references(preparer, folder)
+    if not faces:
+        raise NoReferenceError(
+            f"reference folder {folder}: no usable face; {model} needs at least one reference"
+        )
+    return faces, names
+
+
+def _gfrnet_setup(
+    args: argparse.Namespace, config: InferenceConfig, device_capabilities: Capabilities
+) -> tuple[FacePreparer, RestoreBatch, str]:
+    """GFRNet, its face preparer, the most frontal reference of the folder and the progress-bar label."""
+    from gfrnet.frontal import most_frontal
+    from gfrnet.trained import load_gfrnet
+
+    model = prepare_for_inference(load_gfrnet(args.weights, device=args.device), config, device_capabilities)
+    preparer = FacePreparer()
+    faces, names = _reference_pool(preparer, args.references, "GFRNet")
+    k = most_frontal([f.landmarks for f in faces])  # one reference for every input, as GFRNet* is run
+    _log(f"frontal reference: {names[k]}")
+
+    def restore_batch(batch: Sequence[tuple[Path, PreparedFace]]) -> np.ndarray:
+        images = np.stack([f.aligned for _, f in batch])
+        with precision_context(config):
+            x = as_network_input(images, config)
+            ref = as_network_input(np.repeat(faces[k].aligned[None], len(batch), axis=0), config)
+            return to_uint8(model(x, ref).restored.float().cpu())
+
+    return preparer, restore_batch, f"GFRNet (reference {names[k]})"
+
+
+def _asffnet_setup(
+    args: argparse.Namespace, config: InferenceConfig, device_capabilities: Capabilities
+) -> tuple[FacePreparer, RestoreBatch, str]:
+    """ASFFNet, its face preparer, the reference pool and the progress-bar label.
+
+    Raises :class:`NoReferenceError` when no face of ``args.references`` is usable.
+    """
+    # official ASFFNet512.pth or a generator.pth trained here
+    model = load_asffnet(args.weights, device=args.device)
+    restorer = ASFFNetRestorer(model, config, device_capabilities=device_capabilities)
+    preparer = FacePreparer()
+    faces, names = _reference_pool(preparer, args.references, "ASFFNet")
+    pool_images = np.stack([f.aligned for f in faces])
+    pool_landmarks = np.stack([f.landmarks for f in faces])
+
+    def restore_batch(batch: Sequence[tuple[Path, PreparedFace]]) -> np.ndarray:
+        landmarks = np.stack([f.landmarks for _, f in batch])
+        chosen = select_references(list(landmarks), list(pool_landmarks))
+        for (path, _), k in zip(batch, chosen, strict=True):
+            _log(f"{path.name}: reference {names[k]}")
+        images = np.stack([f.aligned for _, f in batch])
+        return to_uint8(restorer.restore(images, landmarks, pool_images[chosen], pool_landmarks[chosen]))
+
+    return preparer, restore_batch, f"ASFFNet ({len(faces)} references)"
+
+
+def run(args: argparse.Namespace) -> Counter:
+    """Restore every input; returns counts of outcomes (``restored`` and one key per failure kind)."""
+    counts: Counter = Counter()
+    # refuse a precision this device cannot run before any file is read or written
+    device_capabilities = capabilities(args.device)
+    device_capabilities.require(args.precision)
+    inputs = list_images(args.input)
+    config = InferenceConfig(device=args.device, precision=args.precision, batch_size=args.batch)
+    setups = {"asffnet": _asffnet_setup, "asffnet512": _asffnet_setup, "gfrnet": _gfrnet_setup}
+    setup = setups.get(getattr(args, "model", "dmdnet"), _dmdnet_setup)
+    preparer, restore_batch, label = setup(args, config, device_capabilities)
     args.output.mkdir(parents=True, exist_ok=True)
 
     pending: list[tuple[Path, PreparedFace]] = []
@@ -194,9 +314,7 @@ def run(args: argparse.Namespace) -> Counter:
     def flush() -> None:
         if not pending:
             return
-        images = np.stack([f.aligned for _, f in pending])
-        boxes = np.stack([f.boxes for _, f in pending])
-        restored = to_uint8(restorer.restore(images, boxes, dictionary))
+        restored = restore_batch(pending)
         for (path, face), out in zip(pending, restored, strict=True):
             if face.matrix is not None:
                 from faces.align import paste_back
@@ -206,7 +324,7 @@ def run(args: argparse.Namespace) -> Counter:
             counts["restored"] += 1
         pending.clear()
 
-    for path in tqdm(inputs, desc=f"DMDNet {mode}", unit="img"):
+    for path in tqdm(inputs, desc=label, unit="img"):
         try:
             face = preparer.prepare(read_image(path))
         except ImageDecodeError as exc:
@@ -235,16 +353,27 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--model", default="dmdnet", choices=MODELS, help="the network (default: dmdnet)")
     p.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
-    p.add_argument("--references", type=Path, help="folder of reference photos of the same person")
-    p.add_argument("--dictionary", type=Path, help="a saved specific dictionary (from --save-dictionary)")
-    p.add_argument("--save-dictionary", type=Path, help="write the specific dictionary here for reuse")
+    p.add_argument(
+        "--references",
+        type=Path,
+        help="folder of reference photos of the same person (required with asffnet / gfrnet)",
+    )
+    p.add_argument(
+        "--dictionary", type=Path, help="a saved specific dictionary (from --save-dictionary; DMDNet only)"
+    )
+    p.add_argument(
+        "--save-dictionary", type=Path, help="write the specific dictionary here for reuse (DMDNet only)"
+    )
     p.add_argument("--output", type=Path, required=True, help="output folder (PNG)")
     p.add_argument(
         "--weights",
         type=Path,
         required=True,
-        help="official DMDNet.pth, or generator.pth / DMDNet.pth trained by python -m dmdnet.train",
+        help="dmdnet: official DMDNet.pth, or generator.pth / DMDNet.pth trained by python -m dmdnet.train; "
+        "asffnet: official ASFFNet512.pth, or generator.pth trained by "
+        "python -m dmdnet.train --model asffnet; gfrnet: generator.pth trained by --model gfrnet",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
@@ -254,12 +383,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.batch < 1:
-        _parser().error(f"--batch must be >= 1, got {args.batch}")
+        parser.error(f"--batch must be >= 1, got {args.batch}")
+    if args.model != "dmdnet":
+        if args.references is None:
+            parser.error(
+                f"--model {args.model} needs --references (a folder of reference photos of the person)"
+            )
+        given = (("--dictionary", args.dictionary), ("--save-dictionary", args.save_dictionary))
+        refused = [flag for flag, value in given if value is not None]
+        if refused:
+            parser.error(
+                f"{' and '.join(refused)}: a DMDNet specific dictionary, not used by --model {args.model} "
+                "(it takes the reference photos of --references)"
+            )
     try:
         counts = run(args)
-    except (FileNotFoundError, CheckpointError, UnsupportedDevice, UnsupportedPrecision) as exc:
+    except (
+        FileNotFoundError,
+        CheckpointError,
+        NoReferenceError,
+        UnsupportedDevice,
+        UnsupportedPrecision,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = sum(v for k, v in counts.items() if k not in ("restored", "several faces"))
