@@ -5,13 +5,10 @@ A tiny ASFFNet (8 channels, one ASFF block) at 512² on the DMDNet fixture's fou
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-import yaml
 
 from asffnet.network import ASFFNetConfig
 from asffnet.official import load_official
@@ -28,7 +25,7 @@ from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import Trainer, TrainerConfig
 from dmdnet.trained import load_generator, save_generator
 from tests.paths import DMDNET_FIXTURE
-from tests.test_train_dmdnet import _train_cli
+from tests.train_runs import one_and_two_processes, train_params
 
 TINY = ASFFNetConfig(stage_channels=(4, 8, 8), channels=8, mask_channels=(4, 4, 8, 8, 8), asff_blocks=1)
 TINY_NETWORK = {
@@ -132,46 +129,13 @@ def test_export_is_the_official_layout_and_loads_with_the_trained_outputs(datase
             torch.testing.assert_close(net(*inputs), expected, rtol=0, atol=1e-5)
 
 
-def _params(tmp_path: Path) -> Path:
-    params = {
-        "degrade": {"ranges": {}},
-        "train": {
-            "seed": 1,
-            "data": {"max_references": 1},
-            "trainer": {
-                "steps": 2,
-                "batch_size": 2,
-                "val_every": 100,
-                "checkpoint_every": 100,
-                "log_every": 1,
-            },
-            "losses": {"perceptual": 0, "style": 0},
-            "discriminator": {"width": 4, "depth": 2},
-            "variants": {},
-            "asffnet_variants": {"tiny": {"paper_row": "ASFFNet*", "network": TINY_NETWORK}},
-        },
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
-    common = ["--params", str(_params(tmp_path)), "--model", "asffnet", "--variant", "tiny"]
+    params = train_params(
+        tmp_path, asffnet_variants={"tiny": {"paper_row": "ASFFNet*", "network": TINY_NETWORK}}
+    )
+    common = ["--params", str(params), "--model", "asffnet", "--variant", "tiny"]
     common += ["--dataset", str(dataset_root)]
-    _train_cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
-    dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537"]
-    _train_cli([*dist, "-m", "dmdnet.train", *common, "--out", str(tmp_path / "two")])
-    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
-    assert len(logs[0]) == len(logs[1]) == 2
-    for a, b in zip(*logs, strict=True):
-        for name in ("mse", "total", "d_hinge"):
-            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
-    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
-    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
-    for k, v in one["model"].items():
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=1e-4, msg=k)
+    one_and_two_processes(tmp_path, common, port=29537, steps=2, losses=("mse", "total", "d_hinge"))
     summary = (tmp_path / "one" / "summary.json").read_text()
     assert '"model": "asffnet"' in summary and '"paper_row": "ASFFNet*"' in summary
     assert load_asffnet(tmp_path / "one" / "generator.pth").config == TINY

@@ -6,14 +6,10 @@ Everything runs at 512² (component boxes are defined on the aligned 512 face) w
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from curate.dataset import CelebRefHQ
 from degrade.config import DegradationRanges
@@ -24,6 +20,7 @@ from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, forward
 from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import Trainer, TrainerConfig, rank_batches
 from dmdnet.trained import load_generator
+from tests.train_runs import one_and_two_processes, train_params
 
 TINY = DMDNetConfig(channels=4, key_ratio=2, items=2)
 NO_VGG = LossWeights(perceptual=0, style=0)
@@ -276,82 +273,24 @@ def test_small_model_overfits_two_faces(dataset_root):
 
 
 # -- DDP --------------------------------------------------------------------------------------------------
-def _params_file(tmp_path: Path, losses: dict | None = None, **trainer) -> Path:
-    params = {
-        "degrade": {"ranges": {}},
-        "train": {
-            "seed": 1,
-            "data": {"max_references": 1},
-            "trainer": {
-                "steps": 2,
-                "batch_size": 2,
-                "val_every": 100,
-                "checkpoint_every": 100,
-                "log_every": 1,
-                **trainer,
-            },
-            "losses": losses or {"perceptual": 0, "style": 0},
-            "discriminator": {"width": 4, "depth": 2},
-            "variants": {
-                "tiny": {
-                    "network": {"channels": 4, "key_ratio": 2, "items": 2},
-                    "schedule": {"steps": [1, 1, 1]},
-                }
-            },
-        },
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
-def _train_cli(args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+TINY_VARIANT = {"network": {"channels": 4, "key_ratio": 2, "items": 2}, "schedule": {"steps": [1, 1, 1]}}
 
 
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
-    params = _params_file(tmp_path)
+    params = train_params(tmp_path, variants={"tiny": TINY_VARIANT})
     common = ["--params", str(params), "--variant", "tiny", "--dataset", str(dataset_root)]
-    _train_cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
-    _train_cli(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
-            "-m",
-            "dmdnet.train",
-            *common,
-            "--out",
-            str(tmp_path / "two"),
-        ]
-    )
-    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
-    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
-    assert one["step"] == two["step"] == 2 and one["stage"] == two["stage"] == "forward"
     # the same global batch gives the same losses (the second step also sees the first update)
-    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
-    assert len(logs[0]) == len(logs[1]) == 2
-    for a, b in zip(*logs, strict=True):
-        for name in ("mse", "total", "d_hinge"):
-            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
-    # weights within float tolerance: Adam's first steps move every weight by about lr whatever the size
-    # of its gradient, so a near-zero gradient's rounding can show as a fraction of lr (2e-4)
-    for part in ("model", "disc"):
-        for k, v in one[part].items():
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
-                torch.testing.assert_close(two[part][k], v, rtol=1e-4, atol=1e-4, msg=f"{part}.{k}")
-    assert '"processes": 2' in (tmp_path / "two" / "summary.json").read_text()
+    one, two = one_and_two_processes(
+        tmp_path, common, port=29533, steps=2, losses=("mse", "total", "d_hinge")
+    )
+    assert one["step"] == two["step"] == 2 and one["stage"] == two["stage"] == "forward"
 
 
 def test_cli_names_missing_vgg_weights_and_unknown_variants(dataset_root, tmp_path, capsys, monkeypatch):
     from dmdnet.train.__main__ import main
 
     monkeypatch.setenv("CELEBREF_WEIGHTS", str(tmp_path / "no-weights"))
-    params = _params_file(tmp_path, losses={"perceptual": 1.0})
+    params = train_params(tmp_path, losses={"perceptual": 1.0}, variants={"tiny": TINY_VARIANT})
     args = ["--params", str(params), "--dataset", str(dataset_root), "--out", str(tmp_path / "out")]
     assert main([*args, "--variant", "tiny"]) == 2
     assert "vgg19-dcbb9e9d.pth" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from celebref.images import read_image
 from curate.dataset import CelebRefHQ, read_landmarks
@@ -26,7 +25,7 @@ from dmdnet.train.trainer import Trainer, TrainerConfig
 from gfrnet.frontal import most_frontal
 from gfrnet.network import GFRNet, GFRNetConfig
 from gfrnet.trained import load_gfrnet
-from tests.test_train_dmdnet import _train_cli
+from tests.train_runs import one_and_two_processes, train_params
 
 TINY = GFRNetConfig(warp_channels=(4, 8, 8), rec_channels=(4, 8, 8), max_flow=0.05)
 TINY_NETWORK = {"warp_channels": [4, 8, 8], "rec_channels": [4, 8, 8], "max_flow": 0.05}
@@ -129,48 +128,13 @@ def test_residual_gfrnet_starts_at_its_input():
         assert not torch.equal(net(lq, ref).restored, lq)
 
 
-def _params(tmp_path: Path) -> Path:
-    params = {
-        "degrade": {"ranges": {}},
-        "train": {
-            "seed": 1,
-            "data": {"max_references": 1},
-            "trainer": {
-                "steps": 9,
-                "batch_size": 2,
-                "val_every": 100,
-                "checkpoint_every": 100,
-                "log_every": 1,
-            },
-            "losses": {"perceptual": 0, "style": 0},
-            "discriminator": {"width": 4, "depth": 2},
-            "variants": {},
-            "gfrnet_variants": {
-                "tiny": {"paper_row": "GFRNet*", "steps": 3, "warp_steps": 1, "network": TINY_NETWORK}
-            },
-        },
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
-    common = ["--params", str(_params(tmp_path)), "--model", "gfrnet", "--variant", "tiny"]
+    run = {"paper_row": "GFRNet*", "steps": 3, "warp_steps": 1, "network": TINY_NETWORK}
+    params = train_params(tmp_path, trainer={"steps": 9}, gfrnet_variants={"tiny": run})
+    common = ["--params", str(params), "--model", "gfrnet", "--variant", "tiny"]
     common += ["--dataset", str(dataset_root)]
-    _train_cli(["-m", "dmdnet.train", *common, "--out", str(tmp_path / "one")])
-    dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541"]
-    _train_cli([*dist, "-m", "dmdnet.train", *common, "--out", str(tmp_path / "two")])
-    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
-    assert len(logs[0]) == len(logs[1]) == 3  # the run's own step budget (3), not train.trainer.steps
-    for a, b in zip(*logs, strict=True):
-        for name in ("landmark", "tv", "total"):
-            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
-    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
-    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
-    for k, v in one["model"].items():
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=1e-4, msg=k)
+    # 3 rows: the run's own step budget, not train.trainer.steps; across the WarpNet → joint switch
+    one_and_two_processes(tmp_path, common, port=29541, steps=3, losses=("landmark", "tv", "total"))
     summary = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert summary["model"] == "gfrnet" and summary["paper_row"] == "GFRNet*"
     assert load_gfrnet(tmp_path / "one" / "generator.pth").config == TINY

@@ -1,0 +1,76 @@
+"""Helpers of the training tests: a small params file and the one- vs two-process (gloo DDP) comparison."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+
+def train_params(
+    tmp_path: Path, *, losses: dict | None = None, trainer: dict | None = None, **runs: Any
+) -> Path:
+    """``params.yaml`` for a 2-step run of batch 2 on the tiny fixture dataset; ``runs`` adds e.g.
+    ``variants={...}`` or ``gfrnet_variants={...}`` under ``train``."""
+    params = {
+        "degrade": {"ranges": {}},
+        "train": {
+            "seed": 1,
+            "data": {"max_references": 1},
+            "trainer": {
+                "steps": 2,
+                "batch_size": 2,
+                "val_every": 100,
+                "checkpoint_every": 100,
+                "log_every": 1,
+                **(trainer or {}),
+            },
+            "losses": losses or {"perceptual": 0, "style": 0},
+            "discriminator": {"width": 4, "depth": 2},
+            "variants": {},
+            **runs,
+        },
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_cli(args: list[str]) -> None:
+    """Run ``python <args>`` and fail the test with its stderr if it fails."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def one_and_two_processes(
+    tmp_path: Path, args: list[str], *, port: int, steps: int, losses: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train with ``args`` in one process and with two gloo DDP processes of the same global batch.
+
+    Asserts both logs have ``steps`` rows with the same ``losses`` (rel 1e-5) and every float tensor of the
+    two final checkpoints' ``model`` and ``disc`` agrees within 1e-4: Adam's first steps move every weight
+    by about lr whatever the size of its gradient, so a near-zero gradient's rounding can show as a
+    fraction of lr. Returns the two checkpoints.
+    """
+    train_cli(["-m", "dmdnet.train", *args, "--out", str(tmp_path / "one")])
+    dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    train_cli([*dist, "-m", "dmdnet.train", *args, "--out", str(tmp_path / "two")])
+    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("one", "two")]
+    assert len(logs[0]) == len(logs[1]) == steps
+    for a, b in zip(*logs, strict=True):
+        for name in losses:
+            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
+    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    for part in ("model", "disc"):
+        for k, v in one[part].items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                torch.testing.assert_close(two[part][k], v, rtol=1e-4, atol=1e-4, msg=f"{part}.{k}")
+    assert '"processes": 2' in (tmp_path / "two" / "summary.json").read_text()
+    return one, two
