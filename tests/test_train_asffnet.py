@@ -5,6 +5,7 @@ A tiny ASFFNet (8 channels, one ASFF block) at 512² on the DMDNet fixture's fou
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,10 @@ from dmdnet.network import DMDNet, DMDNetConfig
 from dmdnet.train.asffnet_task import ASFFNetTraining, selected_references
 from dmdnet.train.augment import flip_face
 from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples
-from dmdnet.train.losses import LossWeights
-from dmdnet.train.trainer import Trainer, TrainerConfig
+from dmdnet.train.trainer import Trainer
 from dmdnet.trained import load_generator, save_generator
 from tests.paths import DMDNET_FIXTURE
-from tests.train_runs import one_and_two_processes, train_params
+from tests.train_runs import assert_resume_is_exact, one_and_two_processes, tiny_trainer_config, train_params
 
 TINY = ASFFNetConfig(stage_channels=(4, 8, 8), channels=8, mask_channels=(4, 4, 8, 8, 8), asff_blocks=1)
 TINY_NETWORK = {
@@ -43,18 +43,7 @@ def _faces(root: Path, split: str = "train") -> TrainingFaces:
 
 def _trainer(root: Path, out: Path, steps: int) -> Trainer:
     torch.manual_seed(0)
-    config = TrainerConfig(
-        steps=steps,
-        batch_size=2,
-        losses=LossWeights(perceptual=0, style=0),
-        disc_width=4,
-        disc_depth=2,
-        val_every=2,
-        val_images=1,
-        sample_images=1,
-        checkpoint_every=2,
-        log_every=1,
-    )
+    config = tiny_trainer_config(steps)
     return Trainer(
         ASFFNetTraining(TINY), _faces(root), _faces(root, "val"), config, out, collate=collate_samples
     )
@@ -92,21 +81,7 @@ def test_the_reference_with_the_lowest_score_is_chosen_and_none_falls_back_to_th
 
 
 def test_resume_is_exact(dataset_root, tmp_path):
-    straight = _trainer(dataset_root, tmp_path / "a", 4)
-    straight.fit()
-    first = _trainer(dataset_root, tmp_path / "b", 4)
-    first.fit(stop_after=2)
-    del first
-    resumed = _trainer(dataset_root, tmp_path / "b", 4)
-    resumed.fit(resume=True)
-    a, b = straight.state_dict(), resumed.state_dict()
-    for part in ("model", "disc"):
-        assert a[part].keys() == b[part].keys()
-        for k, v in a[part].items():
-            if isinstance(v, torch.Tensor):
-                assert torch.equal(v, b[part][k]), f"{part}.{k}"
-    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+    assert_resume_is_exact(partial(_trainer, dataset_root), tmp_path)
 
 
 def test_export_is_the_official_layout_and_loads_with_the_trained_outputs(dataset_root, tmp_path):

@@ -18,9 +18,9 @@ from dmdnet.official import load_official
 from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples, generic_faces
 from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, forward_update
 from dmdnet.train.losses import LossWeights
-from dmdnet.train.trainer import Trainer, TrainerConfig, rank_batches
+from dmdnet.train.trainer import Trainer, rank_batches
 from dmdnet.trained import load_generator
-from tests.train_runs import one_and_two_processes, train_params
+from tests.train_runs import assert_resume_is_exact, one_and_two_processes, tiny_trainer_config, train_params
 
 TINY = DMDNetConfig(channels=4, key_ratio=2, items=2)
 NO_VGG = LossWeights(perceptual=0, style=0)
@@ -184,19 +184,7 @@ def test_bad_schedules_are_refused():
 def _trainer(root: Path, out: Path, steps: int, **kw) -> Trainer:
     train_set = _faces(root)
     model = _model(train_set, schedule=DictionarySchedule(steps=(1, 1, 1)))
-    config = TrainerConfig(
-        steps=steps,
-        batch_size=2,
-        losses=NO_VGG,
-        disc_width=4,
-        disc_depth=2,
-        val_every=2,
-        val_images=1,
-        sample_images=1,
-        checkpoint_every=2,
-        log_every=1,
-        **kw,
-    )
+    config = tiny_trainer_config(steps, losses=NO_VGG, **kw)
     return Trainer(model, train_set, _faces(root, "val"), config, out, collate=collate_samples)
 
 
@@ -212,26 +200,10 @@ def test_rank_batches_cover_the_global_batch():
 
 def test_resume_is_exact(dataset_root, tmp_path):
     """4 steps straight vs 2, stop, resume, 2: bit-identical (through all four dictionary stages)."""
-    straight = _trainer(dataset_root, tmp_path / "a", 4)
-    straight.fit()
-    first = _trainer(dataset_root, tmp_path / "b", 4)
-    first.fit(stop_after=2)
-    del first
-    resumed = _trainer(dataset_root, tmp_path / "b", 4)
-    resumed.fit(resume=True)
+    straight, resumed = assert_resume_is_exact(
+        lambda out, steps: _trainer(dataset_root, out, steps), tmp_path
+    )
     assert resumed.model.stage == straight.model.stage == "frozen"
-    a, b = straight.state_dict(), resumed.state_dict()
-    for part in ("model", "disc"):
-        assert a[part].keys() == b[part].keys()
-        for k in a[part]:
-            if isinstance(a[part][k], torch.Tensor):
-                assert torch.equal(a[part][k], b[part][k]), f"{part}.{k}"
-    assert a["opt_g"]["state"].keys() == b["opt_g"]["state"].keys()
-    assert (a["epoch"], a["position"]) == (b["epoch"], b["position"])
-    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]  # no step logged twice
-    assert (tmp_path / "b" / "samples" / "step_0000004.png").is_file()
-    assert "val_psnr" in log[0]
 
 
 def test_export_loads_in_both_layouts_with_the_trained_outputs(dataset_root, tmp_path):

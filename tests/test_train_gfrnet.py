@@ -20,12 +20,11 @@ from curate.dataset import CelebRefHQ, read_landmarks
 from degrade.config import DegradationRanges
 from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples
 from dmdnet.train.gfrnet_task import GFRNetTraining, frontal_references
-from dmdnet.train.losses import LossWeights
-from dmdnet.train.trainer import Trainer, TrainerConfig
+from dmdnet.train.trainer import Trainer
 from gfrnet.frontal import most_frontal
 from gfrnet.network import GFRNet, GFRNetConfig
 from gfrnet.trained import load_gfrnet
-from tests.train_runs import one_and_two_processes, train_params
+from tests.train_runs import assert_resume_is_exact, one_and_two_processes, tiny_trainer_config, train_params
 
 TINY = GFRNetConfig(warp_channels=(4, 8, 8), rec_channels=(4, 8, 8), max_flow=0.05)
 TINY_NETWORK = {"warp_channels": [4, 8, 8], "rec_channels": [4, 8, 8], "max_flow": 0.05}
@@ -38,17 +37,7 @@ def _faces(root: Path, split: str = "train") -> TrainingFaces:
 
 def _trainer(root: Path, out: Path, steps: int, warp_steps: int = 2) -> Trainer:
     torch.manual_seed(0)
-    config = TrainerConfig(
-        steps=steps,
-        batch_size=2,
-        losses=LossWeights(perceptual=0, style=0),
-        disc_width=4,
-        disc_depth=2,
-        val_every=100,
-        sample_images=1,
-        checkpoint_every=2,
-        log_every=1,
-    )
+    config = tiny_trainer_config(steps)
     model = GFRNetTraining(TINY, warp_steps=warp_steps, landmark=1000.0, tv=1.0)
     return Trainer(model, _faces(root), None, config, out, collate=collate_samples)
 
@@ -91,19 +80,11 @@ def test_warp_phase_trains_warpnet_alone_then_both(dataset_root, tmp_path):
 
 
 def test_resume_across_the_phase_switch_is_exact(dataset_root, tmp_path):
-    straight = _trainer(dataset_root, tmp_path / "a", 4)
-    straight.fit()
-    first = _trainer(dataset_root, tmp_path / "b", 4)
-    first.fit(stop_after=2)  # stops at the end of the warp phase
-    del first
-    resumed = _trainer(dataset_root, tmp_path / "b", 4)
-    resumed.fit(resume=True)
+    # the interrupted run stops at the end of the warp phase
+    straight, resumed = assert_resume_is_exact(
+        lambda out, steps: _trainer(dataset_root, out, steps), tmp_path
+    )
     assert resumed.model.stage == straight.model.stage == "joint"
-    a, b = straight.state_dict(), resumed.state_dict()
-    for part in ("model", "disc"):
-        for k, v in a[part].items():
-            if isinstance(v, torch.Tensor):
-                assert torch.equal(v, b[part][k]), f"{part}.{k}"
 
 
 def test_export_loads_with_the_trained_outputs(dataset_root, tmp_path):
