@@ -20,12 +20,11 @@ import torch
 
 from benchmark.methods import (
     CheckpointInfo,
-    CheckpointNotFoundError,
     InputLandmarks,
     MethodOptions,
     TestCase,
-    _with_training,
     official_weights,
+    trained_checkpoint_info,
 )
 from celebref.images import read_image
 from curate.dataset import read_landmarks
@@ -49,19 +48,16 @@ def describe_asffnet(config: object) -> str:
 def asffnet_checkpoint_info(path: Path, name: str) -> CheckpointInfo:
     """What an ``asffnet:<path>`` method runs; :class:`CheckpointNotFoundError` for an absent file."""
     from asffnet.trained import ASFFNET_FORMAT, read_asffnet
-    from dmdnet.trained import config_to_dict
 
-    if not path.is_file():
-        raise CheckpointNotFoundError(
-            f"method {name!r}: ASFFNet checkpoint file not found: {path} (written by "
-            "`python -m dmdnet.train --model asffnet`, the train_asffnet stage)",
-            checkpoint=CheckpointInfo(str(path), None, "checkpoint file not found"),
-        )
-    _, config = read_asffnet(path)
-    info = CheckpointInfo(
-        str(path), ASFFNET_FORMAT, f"trained here: {describe_asffnet(config)}", config_to_dict(config)
+    return trained_checkpoint_info(
+        path,
+        name,
+        model="asffnet",
+        label="ASFFNet",
+        file_format=ASFFNET_FORMAT,
+        read_config=lambda p: read_asffnet(p)[1],
+        describe=describe_asffnet,
     )
-    return _with_training(info)
 
 
 class ASFFNetMethod:

@@ -17,13 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.methods import (
-    CheckpointInfo,
-    CheckpointNotFoundError,
-    MethodOptions,
-    TestCase,
-    _with_training,
-)
+from benchmark.methods import CheckpointInfo, MethodOptions, TestCase, trained_checkpoint_info
 from celebref.images import read_image
 from curate.dataset import read_landmarks
 from degrade.ops import to_uint8, upsample_to
@@ -44,20 +38,17 @@ def describe_gfrnet(config: object) -> str:
 
 def gfrnet_checkpoint_info(path: Path, name: str) -> CheckpointInfo:
     """What a ``gfrnet:<path>`` method runs; :class:`CheckpointNotFoundError` for an absent file."""
-    from dmdnet.trained import config_to_dict
     from gfrnet.trained import GFRNET_FORMAT, read_gfrnet_config
 
-    if not path.is_file():
-        raise CheckpointNotFoundError(
-            f"method {name!r}: GFRNet checkpoint file not found: {path} (written by "
-            "`python -m dmdnet.train --model gfrnet`, the train_gfrnet stage)",
-            checkpoint=CheckpointInfo(str(path), None, "checkpoint file not found"),
-        )
-    config = read_gfrnet_config(path)
-    info = CheckpointInfo(
-        str(path), GFRNET_FORMAT, f"trained here: {describe_gfrnet(config)}", config_to_dict(config)
+    return trained_checkpoint_info(
+        path,
+        name,
+        model="gfrnet",
+        label="GFRNet",
+        file_format=GFRNET_FORMAT,
+        read_config=read_gfrnet_config,
+        describe=describe_gfrnet,
     )
-    return _with_training(info)
 
 
 class GFRNetMethod:

@@ -488,6 +488,34 @@ def _with_training(info: CheckpointInfo) -> CheckpointInfo:
     return dataclasses.replace(info, description=description, training=training.to_dict())
 
 
+def trained_checkpoint_info(
+    path: Path,
+    name: str,
+    *,
+    model: str,
+    label: str,
+    file_format: str,
+    read_config: Callable[[Path], Any],
+    describe: Callable[[Any], str],
+) -> CheckpointInfo:
+    """What a ``<model>:<path>`` method of a baseline trained here runs (ASFFNet*, GFRNet*).
+
+    ``read_config`` reads the file's network config without building the network, ``describe`` puts it in
+    one line. Raises :class:`CheckpointNotFoundError` (naming the command that writes it) for an absent file.
+    """
+    from dmdnet.trained import config_to_dict
+
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"method {name!r}: {label} checkpoint file not found: {path} (written by "
+            f"`python -m dmdnet.train --model {model}`, the train_{model} stage)",
+            checkpoint=CheckpointInfo(str(path), None, "checkpoint file not found"),
+        )
+    config = read_config(path)
+    info = CheckpointInfo(str(path), file_format, f"trained here: {describe(config)}", config_to_dict(config))
+    return _with_training(info)
+
+
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
     """Describe a DMDNet checkpoint file from its header, without building the network.
 
