@@ -51,7 +51,6 @@ On CUDA a *peak GPU MiB* column (``torch.cuda.max_memory_allocated``) is added.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -256,12 +255,8 @@ def _write_asffnet_fixture_weights(path: Path) -> None:
 def _gfrnet_model(opts: argparse.Namespace, config=None) -> torch.nn.Module:  # noqa: ANN001
     """The checkpoint of ``--gfrnet-weights``, else a seeded random GFRNet (``config``: default 512²)."""
     if opts.gfrnet_weights is not None:
-        try:
-            from gfrnet.trained import load_gfrnet
-        except ImportError as exc:
-            raise SystemExit(
-                f"error: --gfrnet-weights needs gfrnet.trained.load_gfrnet, which cannot be imported ({exc})"
-            ) from None
+        from gfrnet.trained import load_gfrnet
+
         return load_gfrnet(opts.gfrnet_weights)
     from gfrnet.network import GFRNet, GFRNetConfig
 
@@ -486,8 +481,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         _worker_main(args)
         return 0
-    if args.gfrnet_weights is not None and importlib.util.find_spec("gfrnet.trained") is None:
-        parser.error("--gfrnet-weights needs gfrnet.trained.load_gfrnet, which this checkout does not have")
 
     from celebref.hardware import UnsupportedDevice, UnsupportedPrecision, capabilities
 
