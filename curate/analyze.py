@@ -1,29 +1,42 @@
-"""Per-photo face analysis for curation: the parallel, pure-per-item part of the stage.
+"""Per-photo face analysis for curation: the pure, per-item part of the stage.
 
-Workers hold one face-analyzer bundle each (built once per process). Results come back in input order,
-so the stage's output does not depend on the worker count.
+:func:`analyze_photo` finds the usable faces of one raw photo, :func:`align_photo` aligns the chosen one.
+Both results convert to JSON-able records (``*_record`` / ``*_from_record``) exactly, floats included, so a
+result read back from the analysis cache is the result that was computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 
 from celebref.images import ImageDecodeError, read_image
 from curate.quality import difference_hash, face_sharpness
 from faces.align import align_face, alignment_quad, transform_points
-from faces.analysis import FaceAnalyzer, FaceAnalyzerConfig, build_face_analyzer
-from faces.types import FaceBox
+from faces.analysis import FaceAnalyzer
+from faces.types import Detector, FaceBox, shrink
 
-__all__ = ["Candidate", "PhotoAnalysis", "AlignedPhoto", "analyze_photo", "align_photo", "parallel_map"]
-
-T = TypeVar("T")
-R = TypeVar("R")
+__all__ = [
+    "Candidate",
+    "PhotoAnalysis",
+    "AlignedPhoto",
+    "analyze_image",
+    "analyze_photo",
+    "align_image",
+    "align_photo",
+    "detect_faces",
+    "detection_scale",
+    "analysis_record",
+    "analysis_from_record",
+    "aligned_record",
+    "aligned_from_record",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class PhotoAnalysis:
 
 @dataclass(frozen=True)
 class AlignedPhoto:
+    """The chosen face aligned (``image`` is not kept in the analysis cache: it is stored as a PNG)."""
+
     image: np.ndarray | None  # (size, size, 3) uint8
     landmarks: np.ndarray | None  # (68, 2) float64, re-detected on the aligned image
     matrix: np.ndarray | None  # (2, 3) source → aligned
@@ -66,35 +81,103 @@ def quad_size(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(quad[1] - quad[0]))
 
 
-def analyze_photo(
-    path: Path, analyzer: FaceAnalyzer, *, min_face: int, min_sharpness: float, sharpness_size: int
-) -> PhotoAnalysis:
-    """Detect every face, then keep those at least ``min_face`` large and ``min_sharpness`` sharp."""
+# dlib face boxes are 0.50-0.71 of the FFHQ quad side on the demo photos; the bound keeps a margin below.
+BOX_PER_QUAD = 0.45
+# Detect on a copy where the smallest wanted face box is at least this many times the detector's minimum.
+DETECTION_MARGIN = 1.25
+
+
+def detection_scale(min_face: float, detector: Detector) -> float:
+    """The factor (<= 1) to shrink a photo by before detection so that no face of quad side ``min_face`` is
+    lost: its box, at least ``BOX_PER_QUAD · min_face``, stays ``DETECTION_MARGIN`` times above the
+    detector's ``min_box``. Detectors that do not state ``min_box`` run at full resolution."""
+    min_box = getattr(detector, "min_box", None)
+    if min_box is None:
+        return 1.0
+    return min(1.0, DETECTION_MARGIN * float(min_box) / (BOX_PER_QUAD * min_face))
+
+
+def detect_faces(
+    image: np.ndarray, detector: Detector, *, min_face: float, scale: float | None = None
+) -> list[FaceBox]:
+    """Every face in ``image`` (boxes in its pixels, largest first), found on a copy shrunk as far as
+    ``min_face`` allows: a 512-pixel quad is still a ~100-pixel box at a quarter of the size.
+
+    ``scale`` overrides :func:`detection_scale` (1.0: detect at full resolution).
+    """
+    factor = detection_scale(min_face, detector) if scale is None else scale
+    small, sx, sy = shrink(image, factor)
+    return [box.scaled(sx, sy) for box in detector.detect(small)]
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
+    if timings is None:
+        yield
+        return
+    start = time.perf_counter()
     try:
-        image = read_image(path)
-    except ImageDecodeError as exc:
-        return PhotoAnalysis(reason="decode_error", detail=str(exc))
+        yield
+    finally:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
+
+
+def analyze_image(
+    image: np.ndarray,
+    analyzer: FaceAnalyzer,
+    *,
+    min_face: int,
+    min_sharpness: float,
+    sharpness_size: int,
+    detect_scale: float | None = None,
+    timings: dict[str, float] | None = None,
+) -> PhotoAnalysis:
+    """Detect every face, then keep those at least ``min_face`` large and ``min_sharpness`` sharp.
+
+    Detection runs on a shrunk copy (:func:`detect_faces`, ``detect_scale`` overrides its factor);
+    landmarks, sharpness (Laplacian variance in the box of the 68 landmarks) and the embedding use the
+    full-resolution photo. ``timings``, when given, accumulates seconds per step (``detect``,
+    ``landmarks``, ``sharpness``, ``embed``) for the benchmark.
+    """
     h, w = image.shape[:2]
-    boxes = analyzer.detector.detect(image)
+    with _timed(timings, "detect"):
+        boxes = detect_faces(image, analyzer.detector, min_face=min_face, scale=detect_scale)
     if not boxes:
         return PhotoAnalysis(w, h, 0, reason="no_face", detail=f"{analyzer.detector.name} found no face")
-    sized = []
-    for box in boxes:
-        points = analyzer.landmarker.landmarks(image, box)
-        sized.append((box, points, quad_size(points)))
+    with _timed(timings, "landmarks"):
+        sized = []
+        for box in boxes:
+            points = analyzer.landmarker.landmarks(image, box)
+            sized.append((box, points, quad_size(points)))
     large = [s for s in sized if s[2] >= min_face]
     if not large:
         biggest = max(s[2] for s in sized)
         detail = f"largest face {biggest:.0f} px < min_face {min_face}"
         return PhotoAnalysis(w, h, len(boxes), reason="face_too_small", detail=detail)
-    sharp = [(b, p, q, face_sharpness(image, b, size=sharpness_size)) for b, p, q in large]
+    with _timed(timings, "sharpness"):
+        # Measured in the landmarks' box, not the detector's: it does not move with the detection scale.
+        sharp = [(b, p, q, face_sharpness(image, _box_of(p), size=sharpness_size)) for b, p, q in large]
     usable = [s for s in sharp if s[3] >= min_sharpness]
     if not usable:
         best = max(s[3] for s in sharp)
         detail = f"sharpest face {best:.1f} < min_sharpness {min_sharpness}"
         return PhotoAnalysis(w, h, len(boxes), reason="blurry", detail=detail)
-    candidates = tuple(Candidate(b, p, analyzer.embedder.embed(image, p), q, s) for b, p, q, s in usable)
+    with _timed(timings, "embed"):
+        candidates = tuple(Candidate(b, p, analyzer.embedder.embed(image, p), q, s) for b, p, q, s in usable)
     return PhotoAnalysis(w, h, len(boxes), candidates)
+
+
+def analyze_photo(
+    path: Path, analyzer: FaceAnalyzer, *, min_face: int, min_sharpness: float, sharpness_size: int
+) -> PhotoAnalysis:
+    """:func:`analyze_image` on the photo at ``path``, or the reason it does not decode."""
+    try:
+        image = read_image(path)
+    except ImageDecodeError as exc:
+        return PhotoAnalysis(reason="decode_error", detail=str(exc))
+    return analyze_image(
+        image, analyzer, min_face=min_face, min_sharpness=min_sharpness, sharpness_size=sharpness_size
+    )
 
 
 def _box_of(points: np.ndarray) -> FaceBox:
@@ -110,21 +193,20 @@ def _overlap(a: FaceBox, b: FaceBox) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def align_photo(path: Path, landmarks: np.ndarray, analyzer: FaceAnalyzer, *, size: int) -> AlignedPhoto:
-    """Align the chosen face to ``size × size`` and re-detect its 68 landmarks on the aligned image.
+def align_image(
+    image: np.ndarray, landmarks: np.ndarray, analyzer: FaceAnalyzer, *, size: int
+) -> AlignedPhoto:
+    """Align the face given by ``landmarks`` to ``size × size`` and re-detect its 68 landmarks there.
 
     The landmarker is run in the detected box that best overlaps the transformed source landmarks (or in
     their bounding box when the detector misses the aligned face), so the aligned landmarks come from the
     image they describe.
     """
-    try:
-        image = read_image(path)
-    except ImageDecodeError as exc:
-        return AlignedPhoto(None, None, None, reason="decode_error", detail=str(exc))
     aligned = align_face(image, landmarks, output_size=size)
     moved = transform_points(landmarks, aligned.matrix)
     expected = _box_of(moved)
-    boxes = analyzer.detector.detect(aligned.image)
+    # The aligned face's quad is the whole image: detection can run on a shrunk copy.
+    boxes = detect_faces(aligned.image, analyzer.detector, min_face=size)
     scored = sorted(((_overlap(b, expected), i) for i, b in enumerate(boxes)), reverse=True)
     if scored and scored[0][0] >= 0.3:
         box, source = boxes[scored[0][1]], analyzer.detector.name
@@ -140,36 +222,85 @@ def align_photo(path: Path, landmarks: np.ndarray, analyzer: FaceAnalyzer, *, si
     )
 
 
-_WORKER_ANALYZER: FaceAnalyzer | None = None
+def align_photo(path: Path, landmarks: np.ndarray, analyzer: FaceAnalyzer, *, size: int) -> AlignedPhoto:
+    """:func:`align_image` on the photo at ``path``, or the reason it does not decode."""
+    try:
+        image = read_image(path)
+    except ImageDecodeError as exc:
+        return AlignedPhoto(None, None, None, reason="decode_error", detail=str(exc))
+    return align_image(image, landmarks, analyzer, size=size)
 
 
-def _init_worker(config: FaceAnalyzerConfig) -> None:
-    global _WORKER_ANALYZER
-    _WORKER_ANALYZER = build_face_analyzer(config)
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
 
 
-def _call(args: tuple[Callable[..., R], tuple, dict]) -> R:
-    fn, a, kw = args
-    assert _WORKER_ANALYZER is not None
-    return fn(*a, _WORKER_ANALYZER, **kw)
+def analysis_record(analysis: PhotoAnalysis) -> dict[str, Any]:
+    """``analysis`` as a JSON-able dict (exact: float64 and float32 values survive a JSON round trip)."""
+    return {
+        "width": analysis.width,
+        "height": analysis.height,
+        "n_faces": analysis.n_faces,
+        "reason": analysis.reason,
+        "detail": analysis.detail,
+        "candidates": [
+            {
+                "box": [c.box.left, c.box.top, c.box.right, c.box.bottom, c.box.score],
+                "landmarks": _floats(c.landmarks),
+                "embedding": _floats(c.embedding),
+                "face_size": c.face_size,
+                "sharpness": c.sharpness,
+            }
+            for c in analysis.candidates
+        ],
+    }
 
 
-def parallel_map(
-    fn: Callable[..., R],
-    items: Iterable[tuple],
-    config: FaceAnalyzerConfig,
-    *,
-    workers: int,
-    **kwargs: object,
-) -> Iterator[R]:
-    """``fn(*item, analyzer, **kwargs)`` for each item, in input order, on ``workers`` processes.
+def analysis_from_record(record: dict[str, Any]) -> PhotoAnalysis:
+    """The :class:`PhotoAnalysis` that :func:`analysis_record` wrote."""
+    candidates = tuple(
+        Candidate(
+            box=FaceBox(*(float(v) for v in c["box"])),
+            landmarks=np.asarray(c["landmarks"], dtype=np.float64).reshape(68, 2),
+            embedding=np.asarray(c["embedding"], dtype=np.float32),
+            face_size=float(c["face_size"]),
+            sharpness=float(c["sharpness"]),
+        )
+        for c in record["candidates"]
+    )
+    return PhotoAnalysis(
+        width=int(record["width"]),
+        height=int(record["height"]),
+        n_faces=int(record["n_faces"]),
+        candidates=candidates,
+        reason=record["reason"],
+        detail=str(record["detail"]),
+    )
 
-    ``workers == 1`` runs in this process (easier to debug, same results).
-    """
-    jobs = [(fn, tuple(item), kwargs) for item in items]
-    if workers == 1:
-        _init_worker(config)
-        yield from map(_call, jobs)
-        return
-    with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-        yield from pool.imap(_call, jobs, chunksize=1)
+
+def aligned_record(aligned: AlignedPhoto) -> dict[str, Any]:
+    """``aligned`` without its image as a JSON-able dict (the difference hash as hex of its packed bits)."""
+    return {
+        "landmarks": None if aligned.landmarks is None else _floats(aligned.landmarks),
+        "matrix": None if aligned.matrix is None else _floats(aligned.matrix),
+        "landmark_source": aligned.landmark_source,
+        "dhash_bits": int(aligned.dhash.size),
+        "dhash": np.packbits(aligned.dhash).tobytes().hex(),
+        "reason": aligned.reason,
+        "detail": aligned.detail,
+    }
+
+
+def aligned_from_record(record: dict[str, Any]) -> AlignedPhoto:
+    """The image-less :class:`AlignedPhoto` that :func:`aligned_record` wrote."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(record["dhash"]), dtype=np.uint8))
+    landmarks, matrix = record["landmarks"], record["matrix"]
+    return AlignedPhoto(
+        image=None,
+        landmarks=None if landmarks is None else np.asarray(landmarks, dtype=np.float64).reshape(68, 2),
+        matrix=None if matrix is None else np.asarray(matrix, dtype=np.float64).reshape(2, 3),
+        landmark_source=str(record["landmark_source"]),
+        dhash=bits[: int(record["dhash_bits"])].astype(bool),
+        reason=record["reason"],
+        detail=str(record["detail"]),
+    )

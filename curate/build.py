@@ -3,6 +3,12 @@
 Order (paper §4.1): decode → faces ≥ ``min_face`` → sharpness → identity consistency → align 512 and
 re-detect landmarks → near-duplicates → per-identity sharpness quota and cap → identities with
 ≥ ``min_images`` → identity-disjoint split. Every dropped photo gets a row in ``rejected.parquet``.
+
+The per-photo work (face analysis, alignment) is cached under ``<out>/analysis/``: ``faces-<key>/`` holds
+each raw photo's analysis by sha256, ``aligned-<key>/`` each chosen face's alignment and aligned image,
+``<key>`` hashing the settings that shape the result. A run killed at any moment and started again redoes
+only the photos that were in flight; changing a threshold that the analysis does not depend on (identity,
+duplicates, quota, split) reuses all of it. The final dataset is written atomically beside the cache.
 """
 
 from __future__ import annotations
@@ -18,16 +24,16 @@ from tqdm import tqdm
 
 from celebref.atomic import atomic_dir
 from celebref.config import dump_config
-from celebref.images import write_png
-from curate.analyze import AlignedPhoto, PhotoAnalysis, align_photo, analyze_photo, parallel_map
+from curate.analyze import AlignedPhoto, PhotoAnalysis, aligned_from_record, analysis_from_record
+from curate.cache import Record, ResultStore, link_tree, settings_key
 from curate.card import write_dataset_card
 from curate.config import CurateConfig
-from curate.dataset import write_landmarks
+from curate.execute import Backend, align_job, aligned_files, analyse_job, run_jobs
 from curate.identity import curate_identities
 from curate.quality import hamming_distance
 from curate.split import split_identities
 
-__all__ = ["run", "read_raw_photos", "REJECTION_REASONS"]
+__all__ = ["run", "read_raw_photos", "analysis_cache", "AnalysisCache", "REJECTION_REASONS", "CACHE_DIR"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,39 @@ REJECTION_REASONS = (
     "too_few_images",
 )
 
+CACHE_DIR = "analysis"
+# Part of every cache key: bump when the analysis code changes its results for the same settings.
+ANALYSIS_VERSION = 2
+
+
+@dataclass(frozen=True)
+class AnalysisCache:
+    """The two stores of per-photo results under ``<out>/analysis``."""
+
+    faces: ResultStore
+    aligned: ResultStore
+
+    def stores(self) -> tuple[ResultStore, ResultStore]:
+        return self.faces, self.aligned
+
+
+def analysis_cache(out_dir: Path, config: CurateConfig) -> AnalysisCache:
+    """The cache folders for ``config``: keyed by everything that changes the analysis or the alignment."""
+    models = config.faces.model_dump(mode="json", exclude={"weights_dir", "allow_download", "device"})
+    faces = {
+        "version": ANALYSIS_VERSION,
+        "faces": models,
+        "min_face": config.min_face,
+        "min_sharpness": config.min_sharpness,
+        "sharpness_size": config.sharpness_size,
+    }
+    aligned = {"analysis": faces, "size": config.size}
+    root = out_dir / CACHE_DIR
+    return AnalysisCache(
+        faces=ResultStore(root / f"faces-{settings_key(faces)}"),
+        aligned=ResultStore(root / f"aligned-{settings_key(aligned)}"),
+    )
+
 
 @dataclass
 class Photo:
@@ -57,6 +96,7 @@ class Photo:
     face: int | None = None
     distance: float = float("nan")
     aligned: AlignedPhoto | None = None
+    aligned_key: str = ""
     reason: str | None = None
     detail: str = ""
 
@@ -132,30 +172,61 @@ def _live(photos: list[Photo]) -> list[Photo]:
     return [p for p in photos if p.reason is None]
 
 
-def curate_photos(photos: list[Photo], config: CurateConfig) -> None:
+def _complete(
+    store: ResultStore,
+    jobs: dict[str, tuple],
+    fn: object,
+    config: CurateConfig,
+    what: str,
+    **kwargs: object,
+) -> dict[str, Record]:
+    """The record of every job in ``jobs`` (``key → args``): cached ones read, the others computed."""
+    contents = store.load()
+    todo = [(key, *args) for key, args in jobs.items() if key not in contents.records]
+    redo = len(contents.in_flight & set(jobs))
+    print(
+        f"curate: {what}: {len(jobs) - len(todo)} of {len(jobs)} cached, "
+        f"{redo} in flight when a run stopped, computing {len(todo)}"
+    )
+    backend = Backend(config.backend, config.workers, config.ray_address)
+    done = run_jobs(fn, todo, config.faces, backend, store=store.root, **kwargs)  # type: ignore[arg-type]
+    for _ in tqdm(done, total=len(todo), desc=what):
+        pass
+    store.compact()
+    records = store.load().records
+    return {key: records[key] for key in jobs}
+
+
+def curate_photos(photos: list[Photo], config: CurateConfig, cache: AnalysisCache) -> None:
     """Run every selection step, setting ``reason`` on dropped photos (in place)."""
-    analyses = parallel_map(
-        analyze_photo,
-        [(p.path,) for p in photos],
-        config.faces,
-        workers=config.workers,
+    jobs = {p.sha256: (str(p.path),) for p in photos}  # a photo crawled for two identities: analysed once
+    analyses = _complete(
+        cache.faces,
+        jobs,
+        analyse_job,
+        config,
+        "analyse faces",
         min_face=config.min_face,
         min_sharpness=config.min_sharpness,
         sharpness_size=config.sharpness_size,
     )
-    for photo, analysis in tqdm(zip(photos, analyses, strict=True), total=len(photos), desc="analyse faces"):
-        photo.analysis = analysis
-        if analysis.reason is not None:
-            photo.drop(analysis.reason, analysis.detail)
+    for photo in photos:
+        photo.analysis = analysis_from_record(analyses[photo.sha256])
+        if photo.analysis.reason is not None:
+            photo.drop(photo.analysis.reason, photo.analysis.detail)
     _choose_faces(photos, config.identity_threshold)
 
     live = _live(photos)
-    jobs = [(p.path, p.analysis.candidates[p.face].landmarks) for p in live]  # type: ignore[union-attr,index]
-    aligned = parallel_map(align_photo, jobs, config.faces, workers=config.workers, size=config.size)
-    for photo, result in tqdm(zip(live, aligned, strict=True), total=len(live), desc="align"):
-        photo.aligned = result
-        if result.reason is not None:
-            photo.drop(result.reason, result.detail)
+    align_jobs: dict[str, tuple] = {}
+    for p in live:
+        p.aligned_key = f"{p.sha256}-{p.face}"
+        landmarks = p.analysis.candidates[p.face].landmarks  # type: ignore[union-attr,index]
+        align_jobs[p.aligned_key] = (str(p.path), [float(v) for v in landmarks.reshape(-1)])
+    aligned = _complete(cache.aligned, align_jobs, align_job, config, "align", size=config.size)
+    for photo in live:
+        photo.aligned = aligned_from_record(aligned[photo.aligned_key])
+        if photo.aligned.reason is not None:
+            photo.drop(photo.aligned.reason, photo.aligned.detail)
 
     groups: dict[str, list[Photo]] = defaultdict(list)
     for p in _live(photos):
@@ -224,11 +295,15 @@ def _rejected_rows(photos: list[Photo]) -> list[dict]:
 
 
 def run(config: CurateConfig, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
-    """Build the dataset under ``out_dir`` (replaced atomically). Returns the manifest."""
+    """Build the dataset under ``out_dir`` (replaced atomically, its analysis cache carried over).
+
+    Returns the manifest.
+    """
     photos = read_raw_photos(raw_dir)
     if not photos:
         raise ValueError(f"{raw_dir}: the raw manifest lists no successfully downloaded photo")
-    curate_photos(photos, config)
+    cache = analysis_cache(out_dir, config)
+    curate_photos(photos, config, cache)
     kept_identities = sorted({p.identity for p in _live(photos)})
     assignment = split_identities(kept_identities, config.split, config.seed) if kept_identities else {}
     manifest = pd.DataFrame(_manifest_rows(photos, assignment, config))
@@ -236,18 +311,19 @@ def run(config: CurateConfig, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
         _rejected_rows(photos),
         columns=["identity", "name", "source_sha256", "source_path", "source_url", "reason", "detail"],
     )
-    by_sha = {p.sha256: p for p in photos}
+    by_source = {(p.identity, p.sha256): p for p in photos}
     with atomic_dir(out_dir) as tmp:
         for row in manifest.itertuples(index=False):
-            aligned = by_sha[row.source_sha256].aligned
-            assert aligned is not None and aligned.image is not None and aligned.landmarks is not None
-            (tmp / row.path).parent.mkdir(parents=True, exist_ok=True)
-            write_png(tmp / row.path, aligned.image)
-            write_landmarks((tmp / row.path).with_suffix(".landmarks.txt"), aligned.landmarks)
+            key = by_source[(row.identity, row.source_sha256)].aligned_key
+            image, landmarks = aligned_files(cache.aligned.root, key)
+            link_tree(image, tmp / row.path)
+            link_tree(landmarks, (tmp / row.path).with_suffix(".landmarks.txt"))
         manifest.to_parquet(tmp / "manifest.parquet", index=False)
         rejected.to_parquet(tmp / "rejected.parquet", index=False)
         dump_config(config, tmp / "config.yaml")
         write_dataset_card(tmp / "README.md", manifest, rejected, config)
+        for store in cache.stores():  # the current settings' cache lives on; older settings' is dropped
+            link_tree(store.root, tmp / CACHE_DIR / store.root.name)
     tally = Counter(rejected["reason"])
     print(
         f"curate: {len(photos)} photos → {len(manifest)} images of {len(kept_identities)} identities "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from celebref.config import StageConfig
@@ -31,7 +33,11 @@ class CurateConfig(StageConfig):
     max_images: int | None = Field(21, ge=1)
     split: dict[str, float] = {"train": 805, "val": 50, "test": 150}
     seed: int = 0
+    # Where the per-photo analysis runs (the output does not depend on it): ``local`` processes, or
+    # ``ray`` (Ray Data; a local Ray with ``workers`` CPUs, or the cluster at ``ray_address``).
     workers: int = Field(2, ge=1)
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
 
     @field_validator("split")
     @classmethod

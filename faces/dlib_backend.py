@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from faces._lazy import LazyModel
-from faces.types import FaceBox
+from faces.types import FaceBox, shrink
 from faces.weights import DLIB_LANDMARKS_68, DLIB_MMOD_DETECTOR, DLIB_RESNET_EMBEDDER
 
 __all__ = ["DlibDetector", "DlibLandmarker", "DlibEmbedder", "DETECTOR_MODELS", "check_rgb_uint8"]
@@ -69,6 +69,12 @@ class DlibDetector(LazyModel):
         self.max_side = max_side
         self.name = f"dlib_{model}"
 
+    @property
+    def min_box(self) -> float:
+        """Side of the smallest face box found: both dlib detectors scan an 80-pixel window over an image
+        doubled ``upsample`` times (at full resolution; ``max_side`` shrinking comes on top)."""
+        return 80.0 / 2**self.upsample
+
     def _load(self) -> Any:
         import dlib
 
@@ -83,15 +89,8 @@ class DlibDetector(LazyModel):
         one past the last (so ``width`` equals dlib's ``width()``). Scores: HOG SVM margin, or CNN confidence.
         """
         image = check_rgb_uint8(image)
-        sx = sy = 1.0
-        if self.max_side is not None and max(image.shape[:2]) > self.max_side:
-            import cv2
-
-            h, w = image.shape[:2]
-            factor = self.max_side / max(h, w)
-            size = (max(1, round(w * factor)), max(1, round(h * factor)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            sx, sy = w / size[0], h / size[1]
+        factor = 1.0 if self.max_side is None else self.max_side / max(image.shape[:2])
+        image, sx, sy = shrink(image, factor)
         boxes: list[FaceBox] = []
         if self.kind == "cnn":
             for det in self.model(image, self.upsample):

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["FaceBox", "Detector", "Landmarker", "IdentityEmbedder"]
+__all__ = ["FaceBox", "Detector", "Landmarker", "IdentityEmbedder", "shrink"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,36 @@ class FaceBox:
     def area(self) -> float:
         return max(self.width, 0.0) * max(self.height, 0.0)
 
+    def scaled(self, sx: float, sy: float) -> FaceBox:
+        """The box with x multiplied by ``sx`` and y by ``sy`` (back from a resized image)."""
+        return FaceBox(self.left * sx, self.top * sy, self.right * sx, self.bottom * sy, self.score)
+
+
+def shrink(image: np.ndarray, factor: float) -> tuple[np.ndarray, float, float]:
+    """``image`` resized by ``factor`` < 1 (area interpolation) and the ``(sx, sy)`` that map its pixels back.
+
+    ``factor >= 1`` returns the image itself with ``(1.0, 1.0)``.
+    """
+    if factor >= 1.0:
+        return image, 1.0, 1.0
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return small, w / size[0], h / size[1]
+
 
 @runtime_checkable
 class Detector(Protocol):
     name: str
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        """All faces in ``image``, largest first."""
+        """All faces in ``image``, largest first.
+
+        A detector may also tell the smallest face box it finds as ``min_box`` (pixels); curation then
+        detects on a downscaled copy when the faces it wants are much larger than that.
+        """
         ...
 
 
