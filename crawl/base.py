@@ -22,8 +22,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 class Candidate:
     """One image to try for an identity.
 
-    ``url`` is what the manifest records (``http(s)://`` or, for local files, ``file://``); ``query`` the
-    search text that found it (None for URL lists and local folders); ``local_path`` is set only by the
+    ``url`` is what the manifest records (``http(s)://``; engines give local files their absolute
+    ``file://`` URI, which the crawl records relative to its folder, see :mod:`crawl.manifest`); ``query``
+    the search text that found it (None for URL lists and local folders); ``local_path`` is set only by the
     local engine, whose files are read from disk instead of downloaded.
     """
 

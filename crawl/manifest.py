@@ -3,20 +3,30 @@
 Columns (in order):
 
 - ``identity`` slug (folder name), ``name`` display name, ``query`` search text (null for URL lists and
-  local folders), ``engine``, ``url`` (``http(s)://`` or ``file://``)
+  local folders), ``engine``, ``url``: the ``http(s)://`` URL as listed, or for a local file ``file:``
+  followed by its path relative to the manifest's folder, in posix form and not percent-encoded
+  (``file:../faces/ada_lovelace/1.jpg``; see :func:`local_url`), so the manifest's folder and the source
+  folder can move together. Manifests written before this rule hold absolute ``file:///`` URIs;
+  :func:`local_path` reads both.
 - ``sha256`` of the bytes (when any arrived), ``bytes`` their count, ``width`` / ``height`` in pixels (when
   they decoded)
 - ``status``: one of :data:`STATUSES`; ``error``: why not ``ok`` (null for ``ok``)
 - ``fetched_at``: UTC ISO-8601 time of the attempt
-- ``path``: the stored file relative to the manifest's folder (``ok`` rows only), ``duplicate_of``: the
-  stored file holding the same bytes (``duplicate`` rows only)
+- ``path``: the stored file relative to the manifest's folder (``ok`` rows only). Each distinct content is
+  stored once: when the same bytes were found for several identities, each has an ``ok`` row with the
+  same ``sha256`` and ``path``, which lies in the folder of the identity that found it first.
+- ``duplicate_of``: the stored file holding the same bytes: on ``duplicate`` rows (bytes this identity
+  already has), and on ``ok`` rows whose file was first stored for another identity (null otherwise).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pandas as pd
 
@@ -27,15 +37,19 @@ __all__ = [
     "STATUSES",
     "COLUMNS",
     "MANIFEST_NAME",
+    "LOCAL_URL_PREFIX",
+    "local_url",
+    "local_path",
     "rows_to_frame",
     "read_manifest",
     "write_manifest",
 ]
 
 MANIFEST_NAME = "manifest.parquet"
+LOCAL_URL_PREFIX = "file:"
 STATUSES = (
-    "ok",  # stored
-    "duplicate",  # same bytes already stored (see duplicate_of)
+    "ok",  # stored (or, found for another identity first, shared: see duplicate_of)
+    "duplicate",  # same bytes already stored for this identity (see duplicate_of)
     "failed_to_download",  # network error, timeout, HTTP error status, too many redirects
     "failed_to_decode",  # bytes are no image, a truncated one, or a decompression bomb
     "refused",  # the safety policy forbade the URL or a redirect target
@@ -64,6 +78,32 @@ class ManifestRow:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}; allowed: {', '.join(STATUSES)}")
+
+
+def local_url(path: str | Path, root: str | Path) -> str:
+    """The ``url`` recorded for local file ``path`` in a manifest in folder ``root``.
+
+    ``file:`` + the path relative to ``root`` (``..`` segments when the file lies outside it). Where no
+    relative path exists (another drive), the absolute ``file://`` URI.
+    """
+    target = Path(path).resolve()
+    try:
+        relative = os.path.relpath(target, Path(root).resolve())
+    except ValueError:
+        return target.as_uri()
+    return LOCAL_URL_PREFIX + Path(relative).as_posix()
+
+
+def local_path(url: str, root: str | Path) -> Path | None:
+    """The file a local ``url`` names, for a manifest in folder ``root``; None for web URLs.
+
+    Reads both the relative form of :func:`local_url` and older absolute ``file://`` URIs.
+    """
+    if url.startswith("file://"):
+        return Path(url2pathname(urlsplit(url).path))
+    if url.startswith(LOCAL_URL_PREFIX):
+        return Path(root) / url[len(LOCAL_URL_PREFIX) :]
+    return None
 
 
 COLUMNS = tuple(f.name for f in fields(ManifestRow))

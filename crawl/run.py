@@ -3,8 +3,14 @@
 Resumable: the existing manifest says which URLs each identity already tried and which bytes are stored.
 An identity with ``max_images`` stored images or ``max_candidates`` tried URLs is skipped whole; other
 identities list their candidates again and skip every URL already tried (with ``retry_failed``, URLs whose
-last attempt failed to download are tried again). Bytes already stored anywhere under ``out`` become a
-``duplicate`` row naming the stored file. Every raw file and the manifest are written atomically; raw files
+last attempt failed to download are tried again). Local files are recorded by their path relative to
+``out`` (see :mod:`crawl.manifest`), so a moved crawl folder resumes where it stopped.
+
+Each distinct content is stored once. Bytes this identity already has become a ``duplicate`` row naming the
+stored file. Bytes stored for another identity belong to this one too (the same photo found under two
+names): an ``ok`` row whose ``path`` is the file already stored, in the other identity's folder, and whose
+``duplicate_of`` names it as well, so the sharing shows; no second copy is written, and the row counts
+towards this identity's ``max_images``. Every raw file and the manifest are written atomically; raw files
 are never rewritten.
 """
 
@@ -14,7 +20,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,8 +35,17 @@ from crawl.download import Attempt, attempt_candidate
 from crawl.engines import build_engine, resolve_identities
 from crawl.fetch import FetchPolicy, PageFetchError, fetch_url
 from crawl.identities import Identity
-from crawl.manifest import MANIFEST_NAME, STATUSES, ManifestRow, read_manifest, rows_to_frame, write_manifest
-from crawl.safety import UrlPolicy
+from crawl.manifest import (
+    MANIFEST_NAME,
+    STATUSES,
+    ManifestRow,
+    local_path,
+    local_url,
+    read_manifest,
+    rows_to_frame,
+    write_manifest,
+)
+from crawl.safety import Resolver, UrlPolicy, system_resolver
 
 __all__ = ["run", "CrawlSummary", "fetch_policy", "page_fetcher", "ResumeState", "CONFIG_NAME"]
 
@@ -40,10 +55,12 @@ CONFIG_NAME = "crawl_config.yaml"
 FLUSH_ROWS = 100  # write the manifest at least this often (rows), besides after every identity
 
 
-def fetch_policy(config: CrawlConfig) -> FetchPolicy:
-    """The fetch limits a config asks for."""
+def fetch_policy(config: CrawlConfig, resolver: Resolver = system_resolver) -> FetchPolicy:
+    """The fetch limits a config asks for; host names are looked up with ``resolver``."""
     url_policy = UrlPolicy.from_strings(
-        allow_private_hosts=config.allow_private_hosts, allowed_networks=config.allowed_networks
+        allow_private_hosts=config.allow_private_hosts,
+        allowed_networks=config.allowed_networks,
+        resolver=resolver,
     )
     return FetchPolicy(
         url_policy=url_policy,
@@ -69,27 +86,45 @@ def page_fetcher(policy: FetchPolicy) -> PageFetcher:
     return fetch_page
 
 
+def _recorded_url(url: str, root: Path | None) -> str:
+    """``url`` as this run records it: an older absolute ``file://`` URI becomes relative to ``root``."""
+    if root is None or not url.startswith("file://"):
+        return url
+    path = local_path(url, root)
+    return url if path is None else local_url(path, root)
+
+
 @dataclass
 class ResumeState:
-    """What an existing manifest tells a new run."""
+    """What an existing manifest tells a new run.
+
+    ``stored`` maps each content to its one file, in the folder of the identity that stored it first; an
+    identity in ``owned`` may hold content whose file lies in another identity's folder.
+    """
 
     stored: dict[str, str] = field(default_factory=dict)  # sha256 → stored path (relative)
+    owned: dict[str, set[str]] = field(default_factory=dict)  # identity → sha256 of its ok rows
     done_urls: dict[str, set[str]] = field(default_factory=dict)  # identity → URLs not to try again
     ok_counts: Counter[str] = field(default_factory=Counter)  # identity → stored images
     listing_errors: int = 0  # candidate listings that raised (this run)
 
     @classmethod
-    def from_manifest(cls, frame: pd.DataFrame, *, retry_failed: bool) -> ResumeState:
+    def from_manifest(
+        cls, frame: pd.DataFrame, *, retry_failed: bool, root: Path | None = None
+    ) -> ResumeState:
+        """Read ``frame``; with ``root`` (the manifest's folder), older absolute local URLs count as tried."""
         state = cls()
         for row in frame.itertuples(index=False):
             if row.status == "ok":
                 state.stored.setdefault(str(row.sha256), str(row.path))
+                state.owned.setdefault(row.identity, set()).add(str(row.sha256))
                 state.ok_counts[row.identity] += 1
             urls = state.done_urls.setdefault(row.identity, set())
+            url = _recorded_url(str(row.url), root)
             if retry_failed and row.status == "failed_to_download":
-                urls.discard(row.url)
+                urls.discard(url)
             else:
-                urls.add(row.url)
+                urls.add(url)
         return state
 
 
@@ -118,24 +153,36 @@ def _now() -> str:
 class _Store:
     """Writes ok images (content-addressed, atomically, once) and turns attempts into manifest rows."""
 
-    def __init__(self, out_dir: Path, stored: dict[str, str], engine: str) -> None:
+    def __init__(self, out_dir: Path, state: ResumeState, engine: str) -> None:
         self.out_dir = out_dir
-        self.stored = stored
+        self.stored = state.stored
+        self.owned = state.owned
         self.engine = engine
+
+    def _write_once(self, path: str, data: bytes | None) -> None:
+        target = self.out_dir / path
+        # already there when left by a crash before the manifest was written, or stored for another identity
+        if not target.exists():
+            assert data is not None
+            atomic_write_bytes(target, data)
 
     def record(self, identity: Identity, attempt: Attempt) -> ManifestRow:
         status, error, path, duplicate_of = attempt.status, attempt.error, None, None
         if status == "ok" and attempt.sha256 is not None:
-            if attempt.sha256 in self.stored:
-                status, duplicate_of = "duplicate", self.stored[attempt.sha256]
+            mine = self.owned.setdefault(identity.slug, set())
+            stored = self.stored.get(attempt.sha256)
+            if attempt.sha256 in mine:
+                status, duplicate_of = "duplicate", stored
                 error = f"same bytes as {duplicate_of}"
+            elif stored is not None:  # another identity's photo: shared, not copied
+                path = duplicate_of = stored
+                self._write_once(path, attempt.data)
+                mine.add(attempt.sha256)
             else:
                 path = f"{identity.slug}/{attempt.sha256[:16]}.{attempt.ext}"
-                target = self.out_dir / path
-                if not target.exists():  # present only after a crash before the manifest was written
-                    assert attempt.data is not None
-                    atomic_write_bytes(target, attempt.data)
+                self._write_once(path, attempt.data)
                 self.stored[attempt.sha256] = path
+                mine.add(attempt.sha256)
         return ManifestRow(
             identity=identity.slug,
             name=identity.name,
@@ -171,6 +218,7 @@ def _crawl_identity(
     tried URLs plus pending ones within ``max_candidates``.
     """
     done = state.done_urls.setdefault(identity.slug, set())
+    root = store.out_dir
     ok = state.ok_counts[identity.slug]
     tried = len(done)
     candidates = engine.candidates(identity)
@@ -193,6 +241,8 @@ def _crawl_identity(
             if candidate is None:
                 exhausted = True
                 break
+            if candidate.local_path is not None:  # recorded relative to the crawl folder
+                candidate = replace(candidate, url=local_url(candidate.local_path, root))
             if candidate.url in done:
                 continue
             done.add(candidate.url)
@@ -235,23 +285,26 @@ def run(
     identities: Sequence[Identity] | None = None,
     page_fetch: PageFetcher | None = None,
     progress: bool = True,
+    resolver: Resolver = system_resolver,
 ) -> CrawlSummary:
     """Crawl every identity into ``out_dir`` and update ``out_dir/manifest.parquet``.
 
     ``identities`` defaults to :func:`crawl.engines.resolve_identities`; ``page_fetch`` (result pages of
-    search engines) defaults to the safe fetcher. Writes the resolved config to ``out_dir/crawl_config.yaml``.
+    search engines) defaults to the safe fetcher; ``resolver`` looks up host names for the safety check,
+    whose answer is also where the connection goes. Writes the resolved config to
+    ``out_dir/crawl_config.yaml``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / CONFIG_NAME)
-    policy = fetch_policy(config)
+    policy = fetch_policy(config, resolver)
     identities = list(identities) if identities is not None else resolve_identities(config)
     engine = build_engine(config.engine, config, identities, page_fetch or page_fetcher(policy))
 
     manifest_path = out_dir / MANIFEST_NAME
     manifest = read_manifest(manifest_path)
-    state = ResumeState.from_manifest(manifest, retry_failed=config.retry_failed)
-    store = _Store(out_dir, state.stored, config.engine)
+    state = ResumeState.from_manifest(manifest, retry_failed=config.retry_failed, root=out_dir)
+    store = _Store(out_dir, state, config.engine)
     summary = CrawlSummary(identities=len(identities))
 
     bar = tqdm(identities, desc="crawl", unit="identity", disable=not progress)

@@ -4,23 +4,35 @@ icrawler supplies the search knowledge only: its *feeder* classes build the resu
 and its *parser* classes read image URLs out of a result page. Result pages are fetched by our safe
 fetcher (the injected :data:`~crawl.base.PageFetcher`) and the images are downloaded by the crawl itself,
 so the safety rules and the manifest apply to everything. icrawler's own downloader is never used.
+
+Bing's result pages are read by :func:`parse_bing_page` instead of icrawler's parser, which keeps
+``.jpg`` links only (and cuts a link at its first ``.jpg``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 from crawl.base import Candidate, PageFetcher
 from crawl.fetch import PageFetchError
 from crawl.identities import Identity
 
-__all__ = ["SearchSpec", "SEARCH_SPECS", "SearchEngine", "FLICKR_SIZE_PREFERENCE"]
+__all__ = [
+    "SearchSpec",
+    "SEARCH_SPECS",
+    "SearchEngine",
+    "FLICKR_SIZE_PREFERENCE",
+    "BING_EXTENSIONS",
+    "parse_bing_page",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,38 @@ FLICKR_SIZE_PREFERENCE = (
     "medium 640",
     "medium",
 )
+# Media links of a Bing result page worth downloading, by the extension of their path (any case).
+BING_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+
+
+def _bing_media_url(meta: str) -> str | None:
+    """The ``murl`` (full-size image link) of a tile's ``m`` attribute, a JSON object; None if absent."""
+    try:
+        info = json.loads(meta)
+    except ValueError:
+        return None
+    url = info.get("murl") if isinstance(info, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
+def parse_bing_page(content: bytes) -> list[str]:
+    """Image links of a Bing result page, in page order: the ``murl`` of each result tile.
+
+    A tile is a ``div.imgpt`` whose first link carries the ``m`` attribute (related-search tiles have
+    none). Links are kept whole, query string included, when their path ends in one of
+    :data:`BING_EXTENSIONS`; other formats (GIF, SVG, ...) and links without an extension are dropped.
+    """
+    from bs4 import BeautifulSoup  # icrawler's dependency, imported with it only where needed
+
+    soup = BeautifulSoup(content.decode("utf-8", "ignore"), "html.parser")
+    urls: list[str] = []
+    for div in soup.find_all("div", class_="imgpt"):
+        link = div.find("a")
+        meta = link.get("m") if link is not None else None
+        url = _bing_media_url(meta) if isinstance(meta, str) else None
+        if url is not None and PurePosixPath(urlsplit(url).path).suffix.lower() in BING_EXTENSIONS:
+            urls.append(url)
+    return urls
 
 
 class _PageSession:
@@ -57,7 +101,8 @@ class SearchSpec:
 
     ``feed_kwargs(query, max_num, filters, apikey)`` gives the keyword arguments of the feeder's ``feed``;
     ``parse_kwargs(apikey)`` those of the parser's ``parse``; ``uses_filter`` says whether the feeder has
-    icrawler's filter table (Flickr passes search parameters straight to its API instead).
+    icrawler's filter table (Flickr passes search parameters straight to its API instead);
+    ``page_parser``, when set, reads result pages instead of icrawler's parser.
     """
 
     module: str
@@ -67,6 +112,7 @@ class SearchSpec:
     parse_kwargs: Callable[[str | None], dict[str, Any]]
     uses_filter: bool = True
     needs_apikey: bool = False
+    page_parser: Callable[[bytes], list[str]] | None = None
 
 
 def _filters(filters: Mapping[str, str]) -> dict[str, str] | None:
@@ -83,6 +129,7 @@ SEARCH_SPECS: dict[str, SearchSpec] = {
             keyword=quote_plus(q), offset=0, max_num=min(n, MAX_RESULTS), filters=_filters(f)
         ),
         lambda _k: {},
+        page_parser=parse_bing_page,
     ),
     "google": SearchSpec(
         "icrawler.builtin.google",
@@ -177,7 +224,9 @@ class SearchEngine:
                 return urls
 
     def parse_page(self, content: bytes) -> list[str]:
-        """Image URLs icrawler's parser reads from one result page (``content``: the page bytes)."""
+        """Image URLs read from one result page (``content``: the page bytes), by the spec's parser."""
+        if self._spec.page_parser is not None:
+            return self._spec.page_parser(content)
         parser = self._parser_cls(1, self._signal(), _PageSession(self._fetch_page))
         tasks = parser.parse(SimpleNamespace(content=content), **self._spec.parse_kwargs(self._apikey)) or []
         return [task["file_url"] for task in tasks if isinstance(task, dict) and task.get("file_url")]

@@ -296,7 +296,7 @@ def test_identity_at_max_images_is_skipped_and_extra_urls_not_fetched(server: Se
     assert more.by_status == Counter(ok=1) and server.hits["good4.jpg"] == 1
 
 
-def test_duplicates_across_identities_are_stored_once(server: Server, tmp_path: Path) -> None:
+def test_same_bytes_for_two_identities_are_stored_once_and_shared(server: Server, tmp_path: Path) -> None:
     urls = _write_urls(
         tmp_path / "urls.csv",
         [("Ada Lovelace", server.url("good1.jpg")), ("Grace Hopper", server.url("copy_of_good1.jpg"))],
@@ -305,9 +305,9 @@ def test_duplicates_across_identities_are_stored_once(server: Server, tmp_path: 
     run(_config(urls), out, progress=False)
     rows = _rows(out)
     first, second = rows[server.url("good1.jpg")], rows[server.url("copy_of_good1.jpg")]
-    assert first["status"] == "ok" and first["identity"] == "ada_lovelace"
-    assert second["status"] == "duplicate" and second["identity"] == "grace_hopper"
-    assert second["duplicate_of"] == first["path"]
+    assert first["status"] == "ok" and first["identity"] == "ada_lovelace" and pd.isna(first["duplicate_of"])
+    assert second["status"] == "ok" and second["identity"] == "grace_hopper"
+    assert second["path"] == second["duplicate_of"] == first["path"]
     assert not (out / "grace_hopper").exists()
     assert len(list(out.rglob("*.jpg"))) == 1
 

@@ -18,7 +18,7 @@ from crawl.config import CrawlConfig
 from crawl.fetch import FetchResult, PageFetchError
 from crawl.identities import Identity
 from crawl.local import LocalFolderEngine, deal_distractors, list_local_identities
-from crawl.manifest import MANIFEST_NAME
+from crawl.manifest import MANIFEST_NAME, local_path
 from crawl.run import run
 from crawl.search import SearchEngine
 
@@ -46,10 +46,11 @@ def test_bing_result_page() -> None:
     fetch_page, calls = _pages("bing_async_barack_obama.html")
     engine = SearchEngine("bing", fetch_page, max_candidates=50)
     urls = [c.url for c in engine.candidates(OBAMA)]
-    # icrawler's Bing parser keeps .jpg media URLs only: the PNG tile and the related-search tile drop out
+    # JPEG and PNG media URLs are kept; the related-search tile (no media URL) drops out
     assert urls == [
         "https://upload.wikimedia.org/wikipedia/commons/8/8d/President_Barack_Obama.jpg",
         "https://www.whitehouse.gov/wp-content/uploads/2021/01/44_barack_obama.jpg",
+        "https://static.example.org/images/obama-portrait.png",
         "https://cdn.news.example.com/photos/2016/obama_farewell_speech.JPG.jpg",
     ]
     assert calls[0] == "https://www.bing.com/images/async?q=Barack+Obama&first=0"
@@ -186,12 +187,14 @@ def test_demo_crawl_over_bundled_faces(tmp_path: Path) -> None:
         from_distractors = rows["url"].str.contains("/_distractors/")
         assert int(from_distractors.sum()) == 3
         assert int((~from_distractors).sum()) == n_own
-        assert rows["url"].str.startswith("file://").all()
+        assert rows["url"].str.startswith("file:../").all()  # relative to the crawl folder
     names = dict(zip(frame["identity"], frame["name"], strict=False))
     assert names == {"barack_obama": "Barack Obama", "joe_biden": "Joe Biden"}
     for row in frame.itertuples():
         stored = out / row.path
-        assert stored.is_file() and stored.read_bytes() == Path(urlsplit(row.url).path).read_bytes()
+        source = local_path(row.url, out)
+        assert source is not None and source.resolve().is_relative_to(DEMO.resolve())
+        assert stored.is_file() and stored.read_bytes() == source.read_bytes()
     assert not any(p.suffix in (".tsv", ".md") for p in out.rglob("*"))
 
 

@@ -202,10 +202,17 @@ def _policy(addresses: dict[str, list[str]], **kwargs: object) -> UrlPolicy:
         ("http://100.64.0.1/a.jpg", "not globally routable"),
         ("http://mixed.example/a.jpg", "resolves to private address 10.9.8.7"),
         ("http://internal.example/a.jpg", "resolves to link-local address fe80::1"),
+        ("http://garbled.example/a.jpg", "resolves to 'not-an-ip', which is no IP address"),
     ],
 )
 def test_check_url_refuses(url: str, reason: str) -> None:
-    policy = _policy({"mixed.example": ["93.184.216.34", "10.9.8.7"], "internal.example": ["fe80::1"]})
+    policy = _policy(
+        {
+            "mixed.example": ["93.184.216.34", "10.9.8.7"],
+            "internal.example": ["fe80::1"],
+            "garbled.example": ["93.184.216.34", "not-an-ip"],
+        }
+    )
     problem = check_url(url, policy)
     assert problem is not None and reason in problem
 
@@ -214,7 +221,7 @@ def test_check_url_accepts_public_and_allowed() -> None:
     policy = _policy({"public.example": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]})
     assert check_url("https://public.example/a.jpg", policy) is None
     assert check_url("http://93.184.216.34/a.jpg", policy) is None
-    assert check_url("http://unresolvable.example/a.jpg", policy) is None  # fails later, at connect time
+    assert check_url("http://unresolvable.example/a.jpg", policy) is None  # no address: a download error
     assert check_url("http://10.1.2.3/a.jpg", _policy({}, allow_private_hosts=True)) is None
     only_one = _policy({}, allowed_networks=("10.1.0.0/16",))
     assert check_url("http://10.1.2.3/a.jpg", only_one) is None
