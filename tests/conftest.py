@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from crawl.config import CrawlConfig
+from crawl.run import run as crawl_run
 from dmdnet.fixture_weights import generate_fixture_state_dict
 from dmdnet.official import official_shapes
-from tests.paths import DMDNET_FIXTURE
+from tests.paths import DEMO_FACES, DMDNET_FIXTURE
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,19 @@ def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(png, folder / f"{k}.png")
         shutil.copy(lm, folder / f"{k}.landmarks.txt")
     return root
+
+
+@pytest.fixture(scope="session")
+def planted_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A raw crawl of the demo photos with all eleven photos of other people planted among them (6 + 5),
+    the way a web image search returns them."""
+    raw = tmp_path_factory.mktemp("raw")
+    config = CrawlConfig(
+        engine="local",
+        local_root=DEMO_FACES,
+        distractor_dir="_distractors",
+        distractors_per_identity=6,
+        workers=2,
+    )
+    crawl_run(config, raw)
+    return raw

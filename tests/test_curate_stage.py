@@ -12,30 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crawl.config import CrawlConfig
-from crawl.run import run as crawl_run
 from curate.build import REJECTION_REASONS
 from curate.build import run as curate_run
 from curate.config import CurateConfig
 from curate.dataset import CelebRefHQ
-from tests.paths import DEMO_FACES
 
-DEMO = DEMO_FACES
 IDENTITY_REASONS = {"identity_outlier", "several_faces"}
-
-
-@pytest.fixture(scope="module")
-def planted_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = tmp_path_factory.mktemp("raw")
-    config = CrawlConfig(
-        engine="local",
-        local_root=DEMO,
-        distractor_dir="_distractors",
-        distractors_per_identity=6,  # all eleven distractors: 6 + 5, more than the genuine photos
-        workers=2,
-    )
-    crawl_run(config, raw)
-    return raw
 
 
 @pytest.fixture(scope="module")
