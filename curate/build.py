@@ -28,7 +28,7 @@ from curate.analyze import AlignedPhoto, PhotoAnalysis, aligned_from_record, ana
 from curate.cache import Record, ResultStore, link_tree, settings_key
 from curate.card import write_dataset_card
 from curate.config import CurateConfig
-from curate.execute import Backend, align_job, aligned_files, analyse_job, run_jobs
+from curate.execute import Backend, align_job, aligned_files, analyse_job, check_backend, run_jobs
 from curate.identity import curate_identities
 from curate.quality import hamming_distance
 from curate.split import split_identities
@@ -172,6 +172,10 @@ def _live(photos: list[Photo]) -> list[Photo]:
     return [p for p in photos if p.reason is None]
 
 
+def _backend(config: CurateConfig) -> Backend:
+    return Backend(config.backend, config.workers, config.ray_address)
+
+
 def _complete(
     store: ResultStore,
     jobs: dict[str, tuple],
@@ -188,8 +192,7 @@ def _complete(
         f"curate: {what}: {len(jobs) - len(todo)} of {len(jobs)} cached, "
         f"{redo} in flight when a run stopped, computing {len(todo)}"
     )
-    backend = Backend(config.backend, config.workers, config.ray_address)
-    done = run_jobs(fn, todo, config.faces, backend, store=store.root, **kwargs)  # type: ignore[arg-type]
+    done = run_jobs(fn, todo, config.faces, _backend(config), store=store.root, **kwargs)  # type: ignore[arg-type]
     for _ in tqdm(done, total=len(todo), desc=what):
         pass
     store.compact()
@@ -299,6 +302,7 @@ def run(config: CurateConfig, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
 
     Returns the manifest.
     """
+    check_backend(_backend(config))
     photos = read_raw_photos(raw_dir)
     if not photos:
         raise ValueError(f"{raw_dir}: the raw manifest lists no successfully downloaded photo")

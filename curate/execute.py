@@ -28,7 +28,7 @@ from curate.cache import JournalWriter
 from curate.dataset import write_landmarks
 from faces.analysis import FaceAnalyzer, FaceAnalyzerConfig, build_face_analyzer
 
-__all__ = ["Backend", "analyse_job", "align_job", "aligned_files", "run_jobs", "BACKENDS"]
+__all__ = ["Backend", "analyse_job", "align_job", "aligned_files", "check_backend", "run_jobs", "BACKENDS"]
 
 BACKENDS = ("local", "ray")
 # A Ray task analyses this many photos before its results become a shard.
@@ -178,7 +178,7 @@ def _run_ray(
             _RayJobs,
             fn_constructor_args=(fn, config, kwargs),
             batch_size=RAY_BATCH,
-            concurrency=backend.workers,
+            compute=ray.data.ActorPoolStrategy(size=backend.workers),
             num_cpus=1,
         )
         for row in keys.iter_rows():
@@ -186,6 +186,14 @@ def _run_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_backend(backend: Backend) -> None:
+    """Raise now, before any work, if ``backend`` is unknown or its library is not installed."""
+    if backend.kind not in BACKENDS:
+        raise ValueError(f"unknown curate backend {backend.kind!r}; allowed: {', '.join(BACKENDS)}")
+    if backend.kind == "ray":
+        _import_ray()
 
 
 def run_jobs(
@@ -197,8 +205,7 @@ def run_jobs(
 ) -> Iterator[str]:
     """Run ``fn(*job, analyzer, **kwargs)`` for every job on ``backend``; yields each job's key as it ends
     (in no particular order)."""
-    if backend.kind not in BACKENDS:
-        raise ValueError(f"unknown curate backend {backend.kind!r}; allowed: {', '.join(BACKENDS)}")
+    check_backend(backend)
     if not jobs:
         return iter(())
     if backend.kind == "ray":
