@@ -62,6 +62,8 @@ def test_a_journal_becomes_a_shard_every_rotate_every_records(tmp_path: Path) ->
     assert names == ["journal", "shard", "shard"]
     writer.close()
     assert len(store.load().records) == 5
+    store.compact()  # however many shards the writers left, one remains
+    assert [p.name.split("-")[0] for p in store.files()] == ["shard"] and len(store.load().records) == 5
     with pytest.raises(ValueError, match="rotate_every"):
         JournalWriter(store.root, 0)
 
