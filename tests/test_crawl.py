@@ -11,7 +11,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from crawl.fetch import FetchPolicy, fetch_url
 from crawl.manifest import COLUMNS, MANIFEST_NAME
 from crawl.run import CONFIG_NAME, run
 from crawl.safety import UrlPolicy
+from tests.http_server import serving
 
 SLOW_S = 1.0  # the slow route answers after this long; tests use timeouts far below it
 TIMEOUT_S = 0.25
@@ -140,16 +141,9 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout tests)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as port:
+        state.base = f"http://127.0.0.1:{port}"
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _write_urls(path: Path, rows: list[tuple[str, str]]) -> Path:

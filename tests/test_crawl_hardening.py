@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from crawl.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from crawl.run import ResumeState, run
 from crawl.safety import Resolver, UrlPolicy, check_target
 from crawl.search import SearchEngine
+from tests.http_server import serving
 
 PUBLIC = "93.184.216.34"
 
@@ -71,18 +72,9 @@ def _serve(state: PhotoServer, tls: ssl.SSLContext | None = None) -> Iterator[Ph
             self.end_headers()
             self.wfile.write(body)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    if tls is not None:
-        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler, tls) as port:
+        state.port = port
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(autouse=True)

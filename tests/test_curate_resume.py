@@ -126,16 +126,20 @@ def test_killed_curate_resumes_and_writes_the_same_bytes(
     assert _dataset_files(out) == _dataset_files(reference_out)
 
 
+def _rerun(
+    reference: tuple[Path, Path], raw: Path, tmp_path: Path, **changes: object
+) -> tuple[Path, dict[str, dict[str, int]]]:
+    """Curate again into a copy of the reference's output (its cache included) with changed params."""
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(reference[1]), str(out)], check=True)
+    return out, _curate(_write_params(tmp_path / "params.yaml", **changes), raw, out)
+
+
 def test_thresholds_outside_the_analysis_reuse_the_cache(
     planted_raw: Path, reference: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    _, reference_out = reference
-    out = tmp_path / "out"
-    # Start from the reference's output and cache, as a second run in the same folder would.
-    subprocess.run(["cp", "-a", str(reference_out), str(out)], check=True)
-    params = _write_params(tmp_path / "params.yaml", duplicate_hamming=4, split={"train": 1, "val": 1})
     start = time.monotonic()
-    steps = _curate(params, planted_raw, out)
+    out, steps = _rerun(reference, planted_raw, tmp_path, duplicate_hamming=4, split={"train": 1, "val": 1})
     seconds = time.monotonic() - start
     print(f"\nre-curated with a new duplicate threshold and split in {seconds:.1f} s: {steps}")
     assert steps["analyse faces"]["computing"] == 0 and steps["align"]["computing"] == 0
@@ -147,11 +151,7 @@ def test_thresholds_outside_the_analysis_reuse_the_cache(
 def test_changed_analysis_settings_start_a_new_cache(
     planted_raw: Path, reference: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    _, reference_out = reference
-    out = tmp_path / "out"
-    subprocess.run(["cp", "-a", str(reference_out), str(out)], check=True)
-    params = _write_params(tmp_path / "params.yaml", min_face=65)
-    steps = _curate(params, planted_raw, out)
+    out, steps = _rerun(reference, planted_raw, tmp_path, min_face=65)
     assert steps["analyse faces"]["cached"] == 0
     assert steps["analyse faces"]["computing"] == steps["analyse faces"]["total"]
     # Only the current settings' cache is carried into the new output.
