@@ -14,6 +14,7 @@ duplicates, quota, split) reuses all of it. The final dataset is written atomica
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,8 @@ def run(config: CurateConfig, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
         columns=["identity", "name", "source_sha256", "source_path", "source_url", "reason", "detail"],
     )
     by_source = {(p.identity, p.sha256): p for p in photos}
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(out_dir) as tmp:
         for row in manifest.itertuples(index=False):
             key = by_source[(row.identity, row.source_sha256)].aligned_key

@@ -132,7 +132,11 @@ def _rerun(
     """Curate again into a copy of the reference's output (its cache included) with changed params."""
     out = tmp_path / "out"
     subprocess.run(["cp", "-a", str(reference[1]), str(out)], check=True)
-    return out, _curate(_write_params(tmp_path / "params.yaml", **changes), raw, out)
+    stale = tmp_path / ".out.k1ll3d.tmp"  # what a run killed while writing the dataset leaves
+    (stale / "train").mkdir(parents=True)
+    steps = _curate(_write_params(tmp_path / "params.yaml", **changes), raw, out)
+    assert not stale.exists()
+    return out, steps
 
 
 def test_thresholds_outside_the_analysis_reuse_the_cache(
