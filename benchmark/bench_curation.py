@@ -30,7 +30,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import cv2  # noqa: E402
 
 from celebref.images import decode_image  # noqa: E402
-from curate.analyze import align_image, analyze_image  # noqa: E402
+from curate.analyze import align_image, analyze_image, timed  # noqa: E402
 from faces.analysis import FaceAnalyzer, FaceAnalyzerConfig, build_face_analyzer  # noqa: E402
 
 STEPS = ("decode", "detect", "landmarks", "sharpness", "embed", "align")
@@ -62,10 +62,8 @@ def process(
     data: bytes, analyzer: FaceAnalyzer, settings: Settings, times: dict[str, float] | None = None
 ) -> bool:
     """Every per-photo step of curate on one encoded photo; returns whether it has a usable face."""
-    t0 = time.perf_counter()
-    image = decode_image(data)
-    if times is not None:
-        times["decode"] = times.get("decode", 0.0) + time.perf_counter() - t0
+    with timed(times, "decode"):
+        image = decode_image(data)
     analysis = analyze_image(
         image,
         analyzer,
@@ -77,10 +75,8 @@ def process(
     )
     if not analysis.candidates:
         return False
-    t1 = time.perf_counter()
-    align_image(image, analysis.candidates[0].landmarks, analyzer, size=settings.size)
-    if times is not None:
-        times["align"] = times.get("align", 0.0) + time.perf_counter() - t1
+    with timed(times, "align"):
+        align_image(image, analysis.candidates[0].landmarks, analyzer, size=settings.size)
     return True
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "align_photo",
     "detect_faces",
     "detection_scale",
+    "timed",
     "analysis_record",
     "analysis_from_record",
     "aligned_record",
@@ -111,7 +112,8 @@ def detect_faces(
 
 
 @contextlib.contextmanager
-def _timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
+def timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
+    """Add the block's seconds to ``timings[step]`` (nothing when ``timings`` is None)."""
     if timings is None:
         yield
         return
@@ -140,11 +142,11 @@ def analyze_image(
     ``landmarks``, ``sharpness``, ``embed``) for the benchmark.
     """
     h, w = image.shape[:2]
-    with _timed(timings, "detect"):
+    with timed(timings, "detect"):
         boxes = detect_faces(image, analyzer.detector, min_face=min_face, scale=detect_scale)
     if not boxes:
         return PhotoAnalysis(w, h, 0, reason="no_face", detail=f"{analyzer.detector.name} found no face")
-    with _timed(timings, "landmarks"):
+    with timed(timings, "landmarks"):
         sized = []
         for box in boxes:
             points = analyzer.landmarker.landmarks(image, box)
@@ -154,7 +156,7 @@ def analyze_image(
         biggest = max(s[2] for s in sized)
         detail = f"largest face {biggest:.0f} px < min_face {min_face}"
         return PhotoAnalysis(w, h, len(boxes), reason="face_too_small", detail=detail)
-    with _timed(timings, "sharpness"):
+    with timed(timings, "sharpness"):
         # Measured in the landmarks' box, not the detector's: it does not move with the detection scale.
         sharp = [(b, p, q, face_sharpness(image, _box_of(p), size=sharpness_size)) for b, p, q in large]
     usable = [s for s in sharp if s[3] >= min_sharpness]
@@ -162,7 +164,7 @@ def analyze_image(
         best = max(s[3] for s in sharp)
         detail = f"sharpest face {best:.1f} < min_sharpness {min_sharpness}"
         return PhotoAnalysis(w, h, len(boxes), reason="blurry", detail=detail)
-    with _timed(timings, "embed"):
+    with timed(timings, "embed"):
         candidates = tuple(Candidate(b, p, analyzer.embedder.embed(image, p), q, s) for b, p, q, s in usable)
     return PhotoAnalysis(w, h, len(boxes), candidates)
 

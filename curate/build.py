@@ -196,8 +196,7 @@ def _complete(
     done = run_jobs(fn, todo, config.faces, _backend(config), store=store.root, **kwargs)  # type: ignore[arg-type]
     for _ in tqdm(done, total=len(todo), desc=what):
         pass
-    store.compact()
-    records = store.load().records
+    records = store.compact()
     return {key: records[key] for key in jobs}
 
 

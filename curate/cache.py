@@ -106,20 +106,22 @@ class ResultStore:
                 started |= begun
         return StoreContents(records, frozenset(started - set(records)))
 
-    def compact(self) -> None:
-        """Fold every journal and shard into one shard (call only while no writer is running).
+    def compact(self) -> dict[str, Record]:
+        """Fold every journal and shard into one shard (call only while no writer is running); returns
+        every record, so a caller need not read the store again.
 
         The new shard is in place before any old file goes, so a kill in between leaves each record
         twice, never lost.
         """
         old = self.files()
-        if len(old) <= 1 and not any(p.name.startswith("journal-") for p in old):
-            return
         records = self.load().records
+        if len(old) <= 1 and not any(p.name.startswith("journal-") for p in old):
+            return records
         if records:
             _write_shard(self.root / f"shard-{uuid.uuid4().hex}.parquet", records)
         for path in old:
             path.unlink()
+        return records
 
     def files(self) -> list[Path]:
         """The store's shard and journal files."""
