@@ -24,7 +24,9 @@ __all__ = [
     "SFTUpBlock",
     "MaskFusion",
     "adain",
+    "dictionary_scores",
     "dictionary_read",
+    "best_item_read",
     "crop_resize",
     "paste_resize",
     "feature_window",
@@ -234,34 +236,82 @@ def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torc
     return (content - c_mean) / c_std * s_std + s_mean
 
 
-def dictionary_read(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Soft dictionary read: ``softmax(<q, k_i> / sqrt(N)) @ values`` over the N items.
+def _read_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """fp32, or wider: dictionary scores run over ``C·h·w`` (10k–26k) dimensions and feed a softmax."""
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def dictionary_scores(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Matching scores ``<q, k_i>`` ``(B, N)`` in fp32 (or wider), also under autocast.
+
+    Args:
+        query: ``(B, Ck, H, W)``.
+        keys: ``(N, Ck, H, W)``, or ``(B, N, Ck, H, W)`` for a dictionary of each sample's own.
+
+    Keys built while training under bf16 autocast are bf16 conv outputs: they are read in fp32, as inference
+    reads its fp32 dictionaries (a stored fp32 dictionary is used as it is, never copied).
+    """
+    per_sample = keys.dim() == query.dim() + 1
+    b, n = query.shape[0], keys.shape[int(per_sample)]
+    dtype = _read_dtype(keys)
+    with torch.autocast(query.device.type, enabled=False):
+        q = query.reshape(b, -1).to(dtype)
+        if per_sample:
+            return torch.bmm(keys.reshape(b, n, -1).to(dtype), q[:, :, None])[..., 0]
+        return q @ keys.reshape(n, -1).to(dtype).T
+
+
+def dictionary_read(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    patch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Soft dictionary read: ``softmax(<q, k_i> / sqrt(N)) @ values`` over the N items, in fp32.
 
     Args:
         query: ``(B, Ck, H, W)``.
         keys: ``(N, Ck, H, W)``, or ``(B, N, Ck, H, W)`` for a dictionary of each sample's own.
         values: ``(N, Cv, H, W)``, or ``(B, N, Cv, H, W)``.
+        patch: ``(index (P,), keys (P, Ck, H, W), values (P, Cv, H, W))``: items ``index`` of a shared
+            dictionary replaced by these (training: items re-encoded this step, items moved by eq. 3). The
+            result equals the read of the patched dictionary, computed without copying it: only the P
+            replaced scores and a rank-P correction of the weighted sum are new.
 
     Returns:
-        ``(B, Cv, H, W)``. The inner product runs over all of ``Ck·H·W`` (a matmul, nothing large is
-        materialised beyond the ``(B, N)`` scores).
+        ``(B, Cv, H, W)`` in fp32 (or wider). The inner product runs over all of ``Ck·H·W`` (a matmul,
+        nothing large is materialised beyond the ``(B, N)`` scores).
     """
     per_sample = keys.dim() == query.dim() + 1
+    if per_sample and patch is not None:
+        raise ValueError("a patch replaces items of a shared dictionary, not of per-sample ones")
     b, n = query.shape[0], keys.shape[int(per_sample)]
-    # in the dictionary's own precision, also under autocast: casting 110 M generic items to bf16 on every
-    # call costs more than the read itself, and the softmax is sensitive
+    scores = dictionary_scores(query, keys)
+    if patch is not None:
+        index, new_keys, new_values = patch
+        scores = scores.index_copy(1, index, dictionary_scores(query, new_keys))
+    weights = torch.softmax(scores / math.sqrt(n), dim=1)
     with torch.autocast(query.device.type, enabled=False):
-        q = query.reshape(b, -1).to(keys.dtype)
-        if per_sample:
-            scores = torch.bmm(keys.reshape(b, n, -1), q[:, :, None])[..., 0]  # (B, N)
-        else:
-            scores = q @ keys.reshape(n, -1).T  # (B, N)
-        weights = torch.softmax(scores / math.sqrt(n), dim=1).to(values.dtype)
-        if per_sample:
-            out = torch.bmm(weights[:, None], values.reshape(b, n, -1))[:, 0]
-        else:
-            out = weights @ values.reshape(n, -1)  # (B, Cv·H·W)
+        flat = values.reshape(b, n, -1) if per_sample else values.reshape(n, -1)
+        flat = flat.to(torch.promote_types(flat.dtype, weights.dtype))
+        weights = weights.to(flat.dtype)
+        out = torch.bmm(weights[:, None], flat)[:, 0] if per_sample else weights @ flat
+        if patch is not None:
+            change = new_values.reshape(len(index), -1).to(flat.dtype) - flat[index]
+            out = out + weights[:, index] @ change
     return out.reshape(b, *values.shape[-3:])
+
+
+def best_item_read(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Hard dictionary read: the value of the item with the highest score ``<q, k_i>`` for each sample.
+
+    Shapes as :func:`dictionary_read`. The choice carries no gradient; the chosen value does.
+    """
+    per_sample = keys.dim() == query.dim() + 1
+    best = dictionary_scores(query, keys).argmax(dim=1)  # (B,)
+    if per_sample:
+        return values[torch.arange(values.shape[0], device=best.device), best]
+    return values[best]
 
 
 def feature_window(

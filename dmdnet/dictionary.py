@@ -41,9 +41,12 @@ class SpecificDictionary:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for what, table in (("keys", self.keys), ("values", self.values)):
-            if set(table) != set(_SLOTS):
-                raise ValueError(f"{what} must have exactly the slots {_SLOTS}, got {sorted(table)}")
+        # a variant with dictionaries at some scales only (1T, 2T) has the slots of those scales
+        if not self.keys or set(self.keys) != set(self.values) or not set(self.keys) <= set(_SLOTS):
+            raise ValueError(
+                f"keys and values must have the same non-empty set of slots of {_SLOTS}, "
+                f"got {sorted(self.keys)} / {sorted(self.values)}"
+            )
         counts = {t.shape[0] for t in (*self.keys.values(), *self.values.values())}
         if len(counts) != 1 or 0 in counts:
             raise ValueError(f"every slot needs the same item count N >= 1, got {sorted(counts)}")
@@ -60,7 +63,12 @@ class SpecificDictionary:
 
     def memory(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{slot: (keys, values)}`` as :meth:`DMDNet.forward` takes it."""
-        return {s: (self.keys[s], self.values[s]) for s in _SLOTS}
+        return {s: (self.keys[s], self.values[s]) for s in self.slots}
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """The slots this dictionary has, in the network's order."""
+        return tuple(s for s in _SLOTS if s in self.keys)
 
     def to(self, device: str | torch.device) -> SpecificDictionary:
         return SpecificDictionary(
@@ -86,11 +94,13 @@ class SpecificDictionary:
         if not parts:
             raise ValueError("concat needs at least one dictionary")
         first = parts[0]
+        if any(p.slots != first.slots for p in parts):
+            raise ValueError("dictionaries of different slots (other network variants) cannot be joined")
         device = next(iter(first.keys.values())).device
         named = all(p.references for p in parts)
         return cls(
-            keys={s: torch.cat([p.keys[s].to(device) for p in parts]) for s in _SLOTS},
-            values={s: torch.cat([p.values[s].to(device) for p in parts]) for s in _SLOTS},
+            keys={s: torch.cat([p.keys[s].to(device) for p in parts]) for s in first.slots},
+            values={s: torch.cat([p.values[s].to(device) for p in parts]) for s in first.slots},
             references=tuple(r for p in parts for r in p.references) if named else (),
             identity=first.identity,
             metadata=first.metadata,
@@ -131,8 +141,8 @@ class SpecificDictionary:
             # The HQ encoder's full-resolution maps are freed now; return them to the OS before the next
             # chunk or the restoration allocates maps of other sizes (see dmdnet.heap).
             release_free_heap()
-        keys = {s: torch.cat([p[s][0] for p in parts]).float() for s in _SLOTS}
-        values = {s: torch.cat([p[s][1] for p in parts]).float() for s in _SLOTS}
+        keys = {s: torch.cat([p[s][0] for p in parts]).float() for s in parts[0]}
+        values = {s: torch.cat([p[s][1] for p in parts]).float() for s in parts[0]}
         return cls(keys=keys, values=values, references=tuple(names), identity=identity)
 
     def save(self, path: str | Path) -> None:

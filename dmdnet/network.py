@@ -21,16 +21,25 @@ weights at load time (:mod:`dmdnet.official`); training parametrizes the same co
 (:mod:`dmdnet.train.spectral`).
 
 :class:`DMDNetConfig` also builds the paper's Table 3 variants from this one definition: ``items = 0`` (no
-generic dictionary; with ``use_specific = False`` too, the plain CNN of Ours(0), whose width is
-``channels``), ``use_specific = False`` (generic only, Ours^g), and ``transform_scales`` (the skip
-connections whose dictionary read passes the transform, i.e. AdaIN and the confidence residual; at the
-other scales the read is pasted as it is: w/o T = ``()``, 1T = ``(64,)``, 2T = ``(128, 64)``).
+generic dictionary; with ``use_specific = False`` too, the plain CNN of Ours(0)†, whose width is
+``channels``), ``use_specific = False`` (generic only, Ours^g), ``transform_scales`` and ``hard_read``.
+
+Table 3 group (3), paper §4.5: "w/o T" replaces the dictionary transform module "by the best value that
+has the highest matching score"; "1T" / "2T" keep only the first one / two transform modules. Our
+reading: a transform module is everything between the LQ crop and the paste at one skip connection
+(query, soft read of both dictionaries, mask fusion, AdaIN, confidence residual). ``transform_scales``
+lists the skip connections that have one, in decoder order the 64² map comes first (1T = ``(64,)``,
+2T = ``(128, 64)``); at the other scales there is no module at all (no query, no dictionary slot, no
+paste: the encoder map goes to the decoder unchanged). ``hard_read = True`` (w/o T, with every scale)
+replaces each module by a hard read: the crop is replaced by the value of the item, generic or specific,
+whose key has the highest score ``<q, k>``, pasted as it is (no fusion, AdaIN or confidence).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -42,6 +51,7 @@ from dmdnet.blocks import (
     ResidualPair,
     SFTUpBlock,
     adain,
+    best_item_read,
     conv3x3,
     conv_op,
     crop_resize,
@@ -60,6 +70,7 @@ __all__ = [
     "Encoder",
     "DMDNet",
     "Memory",
+    "PatchedSlot",
     "NotLoaded",
     "modules_for",
     "slot_name",
@@ -70,10 +81,45 @@ COMPONENTS: tuple[str, ...] = ("le", "re", "mo")
 #: Feature-map sizes for a 512² input, from fine to coarse; stage ``i`` has stride ``2**(i+1)``.
 SCALES: tuple[int, ...] = (256, 128, 64)
 
+#: Dictionary items are read in fp32 (see :func:`dmdnet.blocks.dictionary_scores`).
+_READ_DTYPE = torch.float32
+
 #: One slot's dictionary: ``(keys (N, C/4, h, w), values (N, C, h, w))``.
 SlotMemory = tuple[torch.Tensor, torch.Tensor]
 #: ``{"le_256": (keys (N, C/4, h, w), values (N, C, h, w)), ...}`` for every component and scale.
 Memory = Mapping[str, SlotMemory]
+
+
+class PatchedSlot(NamedTuple):
+    """One slot of a generic dictionary with items ``index`` replaced by ``new_keys`` / ``new_values``.
+
+    Training reads the stored items with a few rows replaced (items re-encoded with gradients, items moved
+    by the forward update); the read never copies the whole dictionary (see
+    :func:`dmdnet.blocks.dictionary_read`).
+    """
+
+    keys: torch.Tensor  # (N, Ck, h, w)
+    values: torch.Tensor  # (N, Cv, h, w)
+    index: torch.Tensor  # (P,) int64, distinct
+    new_keys: torch.Tensor  # (P, Ck, h, w)
+    new_values: torch.Tensor  # (P, Cv, h, w)
+
+    def materialize(self) -> SlotMemory:
+        """The patched dictionary as plain tensors (a copy)."""
+        keys = self.keys.to(_READ_DTYPE).index_copy(0, self.index, self.new_keys.to(_READ_DTYPE))
+        values = self.values.to(_READ_DTYPE).index_copy(0, self.index, self.new_values.to(_READ_DTYPE))
+        return keys, values
+
+
+#: A generic slot as training passes it: plain, or with some items replaced.
+GenericSlot = SlotMemory | PatchedSlot
+
+
+def _slot_of_sample(specific: SlotMemory | Sequence[SlotMemory | None] | None, b: int) -> SlotMemory | None:
+    """Sample ``b``'s specific dictionary of one slot: the shared one, or its own."""
+    if specific is None or isinstance(specific, tuple):
+        return specific
+    return specific[b]
 
 
 def _slot_of(
@@ -121,7 +167,8 @@ class DMDNetConfig:
     res_dilations: tuple[tuple[int, int], ...] = ((5, 3), (5, 3), (3, 1), (3, 1), (1, 1), (1, 1))
     bottleneck_dilations: tuple[int, ...] = (4, 3, 2, 1)
     use_specific: bool = True  # the specific dictionary (references) and its fusion nets
-    transform_scales: tuple[int, ...] = SCALES  # scales whose read passes AdaIN + confidence (see module doc)
+    transform_scales: tuple[int, ...] = SCALES  # skip connections with a transform module (see module doc)
+    hard_read: bool = False  # w/o T: the best-matching value replaces the transform (see module doc)
     #: Not in the paper: output = LQ + g·head, g a learnable scalar starting at 0, so a small model trained
     #: for minutes starts from its input instead of from noise (the demo-size model; the release has none).
     residual: bool = False
@@ -140,8 +187,12 @@ class DMDNetConfig:
         ):
             got = self.transform_scales
             raise ValueError(f"transform_scales must be distinct values of {SCALES}, got {got}")
-        if self.transform_scales and not self.has_dictionary:
-            raise ValueError("transform_scales need a dictionary: items > 0 or use_specific")
+        if bool(self.transform_scales) != self.has_dictionary:
+            raise ValueError(
+                "a model with a dictionary (items > 0 or use_specific) needs transform_scales, and one "
+                f"without (the plain CNN) none; got items {self.items}, use_specific {self.use_specific}, "
+                f"transform_scales {self.transform_scales}"
+            )
 
     @property
     def has_dictionary(self) -> bool:
@@ -149,20 +200,20 @@ class DMDNetConfig:
 
     @property
     def slots(self) -> tuple[str, ...]:
-        """The dictionary slots (every component at every scale), none for the plain CNN."""
-        if not self.has_dictionary:
-            return ()
-        return tuple(slot_name(c, s) for s in SCALES for c in COMPONENTS)
+        """The dictionary slots: every component at every scale with a transform module."""
+        return tuple(slot_name(c, s) for s in SCALES if s in self.transform_scales for c in COMPONENTS)
 
     @property
-    def transform_slots(self) -> tuple[str, ...]:
-        return tuple(slot_name(c, s) for s in SCALES if s in self.transform_scales for c in COMPONENTS)
+    def soft_slots(self) -> tuple[str, ...]:
+        """The slots whose read is soft and passes fusion, AdaIN and confidence (all but w/o T's)."""
+        return () if self.hard_read else self.slots
 
     @property
     def is_release_layout(self) -> bool:
         """Whether the model has every module of the release (and so exports in ``DMDNet.pth`` layout)."""
         full_transform = sorted(self.transform_scales) == sorted(SCALES)
-        return self.items > 0 and self.use_specific and full_transform and not self.residual
+        plain = not self.residual and not self.hard_read
+        return self.items > 0 and self.use_specific and full_transform and plain
 
     def stage_channels(self, stage: int) -> int:
         return self.channels * 2**stage
@@ -261,6 +312,8 @@ class GenericMemory(nn.Module):
             for comp in COMPONENTS:
                 s = config.crop_size(comp, i)
                 name = slot_name(comp, scale)
+                if name not in config.slots:
+                    continue
                 self.register_buffer(f"{name}_key", torch.zeros(config.items, c // config.key_ratio, s, s))
                 self.register_buffer(f"{name}_value", torch.zeros(config.items, c, s, s))
 
@@ -312,10 +365,10 @@ class DMDNet(nn.Module):
             self.hq_encoder = Encoder(config=cfg)
             self.keys = nn.ModuleDict({n: ConvPair(c, c // cfg.key_ratio) for n, c in slots})
             self.values = nn.ModuleDict({n: ConvPair(c, c) for n, c in slots})
-        transform = _slot_channels(cfg, cfg.transform_slots)
-        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in transform})
-        if cfg.use_specific:
-            self.fusion = nn.ModuleDict({n: MaskFusion(c) for n, c in slots})
+        soft = _slot_channels(cfg, cfg.soft_slots)
+        self.confidence = nn.ModuleDict({n: ConvPair(c, c) for n, c in soft})
+        if cfg.use_specific and soft:
+            self.fusion = nn.ModuleDict({n: MaskFusion(c) for n, c in soft})
         self.memory = GenericMemory(config=cfg)
         c64 = cfg.stage_channels(len(SCALES) - 1)
         self.bottleneck = DilatedBlock(c64, dilations=cfg.bottleneck_dilations)
@@ -372,6 +425,8 @@ class DMDNet(nn.Module):
             stride = 2 ** (i + 1)
             for comp in COMPONENTS:
                 name = slot_name(comp, scale)
+                if name not in self.keys:
+                    continue  # a scale without transform module (1T, 2T)
                 wins = self._windows(boxes, comp, stride, feat.shape[-2], feat.shape[-1])
                 crop = crop_resize(feat, wins, self.config.crop_size(comp, i))
                 memory[name] = (self.keys[name](crop), self.values[name](crop))
@@ -409,7 +464,9 @@ class DMDNet(nn.Module):
         present = [s is not None and s[0].shape[0] > 0 for s in specific]
         shape = (1, specific[present.index(True)][1].shape[1], *query.shape[2:]) if any(present) else None
         rows = [
-            dictionary_read(query[b : b + 1], *s) if ok else query.new_zeros(shape or (1, 1, 1, 1))
+            dictionary_read(query[b : b + 1], *s)
+            if ok
+            else query.new_zeros(shape or (1, 1, 1, 1), dtype=_READ_DTYPE)
             for b, (s, ok) in enumerate(zip(specific, present, strict=True))
         ]
         has = torch.tensor(present, device=query.device)
@@ -420,18 +477,24 @@ class DMDNet(nn.Module):
         name: str,
         crop: torch.Tensor,
         specific: SlotMemory | Sequence[SlotMemory | None] | None,
-        generic: SlotMemory | None = None,
+        generic: GenericSlot | None = None,
     ) -> torch.Tensor:
         """Dictionary transform of one LQ component crop ``(B, C, h, w)`` → enhanced ``(B, C, h, w)``.
 
-        ``generic`` replaces the stored generic dictionary of this slot (training: items computed by
-        F_gen, shared ``(N, …)`` or per sample ``(B, N, …)``). A sample with nothing to read (no generic
-        dictionary and no references) keeps its crop.
+        ``generic`` replaces the stored generic dictionary of this slot (training: the items as the
+        dictionary stage makes them, ``(N, …)``). A sample with nothing to read (no generic dictionary and
+        no references) keeps its crop.
         """
         query = self.lq_encoder.queries[name](crop)
-        read = None
-        if self.config.items:
-            read = dictionary_read(query, *(self.memory.slot(name) if generic is None else generic))
+        stored = self.memory.slot(name) if self.config.items and generic is None else generic
+        if self.config.hard_read:
+            plain = stored.materialize() if isinstance(stored, PatchedSlot) else stored
+            return self._hard_read(query, crop, plain, specific)
+        if isinstance(stored, PatchedSlot):
+            patch = (stored.index, stored.new_keys, stored.new_values)
+            read = dictionary_read(query, stored.keys, stored.values, patch)
+        else:
+            read = None if stored is None else dictionary_read(query, *stored)
         valid = None  # samples whose read is defined (None: all)
         if specific is not None:
             spec, has = self._specific_read(query, specific)
@@ -445,10 +508,29 @@ class DMDNet(nn.Module):
                 read = fused if has is None else torch.where(has[:, None, None, None], fused, read)
         if read is None:
             return crop
-        if name in self.confidence:
-            read = adain(read, crop)
-            read = self.confidence[name](read - crop) * read + crop
+        read = adain(read, crop)
+        read = self.confidence[name](read - crop) * read + crop
         return read if valid is None else torch.where(valid[:, None, None, None], read, crop)
+
+    @staticmethod
+    def _hard_read(
+        query: torch.Tensor,
+        crop: torch.Tensor,
+        generic: SlotMemory | None,
+        specific: SlotMemory | Sequence[SlotMemory | None] | None,
+    ) -> torch.Tensor:
+        """w/o T: each sample's crop replaced by its best-matching value, generic and specific items alike."""
+        rows = []
+        for b in range(query.shape[0]):
+            spec = _slot_of_sample(specific, b)
+            parts = [m for m in (generic, spec) if m is not None and m[0].shape[0] > 0]
+            if not parts:
+                rows.append(crop[b : b + 1])
+                continue
+            keys = torch.cat([k.to(_READ_DTYPE) for k, _ in parts])
+            values = torch.cat([v.to(_READ_DTYPE) for _, v in parts])
+            rows.append(best_item_read(query[b : b + 1], keys, values).to(crop.dtype))
+        return torch.cat(rows)
 
     def forward(
         self,
@@ -456,7 +538,7 @@ class DMDNet(nn.Module):
         boxes: torch.Tensor,
         specific: Memory | Sequence[Memory | None] | None = None,
         *,
-        generic: Memory | None = None,
+        generic: Mapping[str, GenericSlot] | None = None,
     ) -> torch.Tensor:
         """Restore ``lq (B, 3, 512, 512)`` in ``[-1, 1]`` → ``(B, 3, 512, 512)`` in ``[-1, 1]``.
 
@@ -467,10 +549,9 @@ class DMDNet(nn.Module):
         """
         boxes = self._check_boxes(lq, boxes)
         feats = self.lq_encoder(lq)
-        slots = set(self.config.slots)
         guides = []
         for i, (scale, feat) in enumerate(zip(SCALES, feats, strict=True)):
-            if not slots:  # the plain CNN: encoder maps straight into the SFT blocks
+            if scale not in self.config.transform_scales:  # no module here: the encoder map goes on as it is
                 guides.append(feat)
                 continue
             stride = 2 ** (i + 1)

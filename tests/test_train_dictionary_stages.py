@@ -46,7 +46,7 @@ def test_initialization_learnable_stage_and_freeze(faces):
     expected = model.build_specific_memory(images, boxes)
     for name, (k, v) in expected.items():
         assert torch.equal(model.memory.slot(name)[0], k) and torch.equal(model.memory.slot(name)[1], v)
-    assert len(dictionary_names()) == 18 and not dictionary_is_learnable(model)
+    assert len(dictionary_names(model)) == 18 and not dictionary_is_learnable(model)
 
     # backward update: keys/values and the network's weights all receive gradients and move
     dict_params = make_dictionary_learnable(model)
@@ -58,7 +58,7 @@ def test_initialization_learnable_stage_and_freeze(faces):
     used = [p for p in dict_params if p.grad is not None and p.grad.abs().sum() > 0]
     assert len(used) == 18  # every slot is read by the forward
     assert any(not torch.equal(before[n], p) for n, p in model.memory.named_parameters())
-    assert set(model.state_dict()) >= {f"memory.{n}" for n in dictionary_names()}
+    assert set(model.state_dict()) >= {f"memory.{n}" for n in dictionary_names(model)}
 
     # frozen: buffers again, unchanged by further training of the rest
     freeze_dictionary(model)

@@ -16,7 +16,8 @@ from degrade.config import DegradationRanges
 from dmdnet.network import DMDNet, DMDNetConfig
 from dmdnet.official import load_official
 from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples, generic_faces
-from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, forward_update
+from dmdnet.blocks import dictionary_read
+from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, assign_to_items, forward_update
 from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import Trainer, rank_batches
 from dmdnet.trained import load_generator
@@ -51,15 +52,16 @@ def _batch(train_set: TrainingFaces, indices=(0, 3)) -> dict:
         (DMDNetConfig(channels=4, key_ratio=2, items=2, use_specific=False), "fusion"),
         (DMDNetConfig(channels=4, key_ratio=2, items=0), None),
         (DMDNetConfig(channels=4, key_ratio=2, items=2, transform_scales=(64,)), None),
+        (DMDNetConfig(channels=4, key_ratio=2, items=2, hard_read=True), "fusion"),
     ],
-    ids=["plain-cnn", "generic-only", "specific-only", "1T"],
+    ids=["plain-cnn", "generic-only", "specific-only", "1T", "wo-T"],
 )
 def test_variants_train_with_per_sample_references(dataset_root, config, absent):
     train_set = _faces(dataset_root)
     model = _model(train_set, config, DictionarySchedule(stages=("frozen",), steps=()))
     if absent:
         assert not hasattr(model.net, absent)
-    assert len(model.net.confidence) == len(config.transform_slots)
+    assert len(model.net.confidence) == len(config.soft_slots)
     batch = _batch(train_set)
     out = model(batch)
     assert out.shape == (2, 3, 512, 512)
@@ -93,20 +95,28 @@ def test_sample_without_references_reads_generic_only(dataset_root):
 
 
 # -- eq. 3 ------------------------------------------------------------------------------------------------
-def test_forward_update_blends_the_best_matching_item():
+def test_forward_update_moves_the_best_matching_items_toward_their_mean_target():
     gen = torch.Generator().manual_seed(0)
     keys, values = torch.randn(5, 2, 3, 3, generator=gen), torch.randn(5, 4, 3, 3, generator=gen)
-    tk, tv = keys[[3, 1]] * 2 + 0.01, torch.randn(2, 4, 3, 3, generator=gen)  # samples match items 3 and 1
+    # three written faces: two match item 3, one matches item 1
+    wk = torch.stack([keys[3] * 2 + 0.01, keys[1] * 2, keys[3] * 3])
+    wv = torch.randn(3, 4, 3, 3, generator=gen)
+    index, tk, tv = assign_to_items((keys, values), (wk, wv))
+    assert index.tolist() == [1, 3]
+    torch.testing.assert_close(tk[1], (wk[0] + wk[2]) / 2)
+    torch.testing.assert_close(tv[0], wv[1])
     gk = torch.tensor(0.25, requires_grad=True)
     gv = torch.tensor(0.75, requires_grad=True)
-    new_keys, new_values = forward_update((keys, values), (tk, tv), gk, gv)
-    assert new_keys.shape == (2, 5, 2, 3, 3) and new_values.shape == (2, 5, 4, 3, 3)
-    for b, item in enumerate((3, 1)):
-        torch.testing.assert_close(new_keys[b, item], 0.25 * keys[item] + 0.75 * tk[b])
-        torch.testing.assert_close(new_values[b, item], 0.75 * values[item] + 0.25 * tv[b])
-        others = [i for i in range(5) if i != item]
-        assert torch.equal(new_keys[b, others].detach(), keys[others])
-    (new_keys.sum() + new_values.sum()).backward()
+    patched = forward_update((keys, values), (index, tk, tv), gk, gv)
+    new_keys, new_values = patched.materialize()
+    torch.testing.assert_close(new_keys[3], 0.25 * keys[3] + 0.75 * (wk[0] + wk[2]) / 2)
+    torch.testing.assert_close(new_values[1], 0.75 * values[1] + 0.25 * wv[1])
+    assert torch.equal(new_keys[[0, 2, 4]].detach(), keys[[0, 2, 4]])
+    # the read of the patched dictionary equals the read of the materialised one, without copying it
+    query = torch.randn(2, 2, 3, 3, generator=gen)
+    read = dictionary_read(query, keys, values, (patched.index, patched.new_keys, patched.new_values))
+    torch.testing.assert_close(read, dictionary_read(query, new_keys, new_values))
+    read.sum().backward()
     assert gk.grad is not None and gk.grad != 0 and gv.grad is not None and gv.grad != 0
 
 
@@ -139,9 +149,14 @@ def test_each_dictionary_stage_changes_what_it_should(dataset_root):
     assert g["hq_encoder"] > 0 and g["head"] > 0  # F_gen is trained through the final loss
     assert g["gamma"] == 0 and g["memory"] == 0
 
+    model.end_step()
     assert model.enter_step(1, settled=False) and model.stage == "forward"
+    g = _grad_norms(model, batch)  # the first forward step reads the items as init left them
+    assert g["gamma"] == 0 and g["memory"] == 0
+    model.end_step()  # its ground truths are written; the next step reads them through γ
     g = _grad_norms(model, batch)
-    assert g["gamma"] > 0 and g["hq_encoder"] > 0
+    assert g["gamma"] > 0
+    model.end_step()
 
     assert model.enter_step(2, settled=False) and model.stage == "backward"
     assert not hasattr(model, "generic_faces")  # F_gen no longer computes the items

@@ -51,7 +51,7 @@ def _dmdnet(variant: VariantConfig, section: TrainSection, train_set: TrainingFa
     network = variant.network.build()
     schedule = variant.schedule.build()
     faces = boxes = None
-    if network.items and schedule.stages[0] == "init":
+    if network.items and schedule.stages[0] in ("init", "forward"):
         faces, boxes = generic_faces(train_set, network.items, section.seed)
     torch.manual_seed(section.seed)  # the initial weights
     return DMDNetTraining(

@@ -73,6 +73,8 @@ class LoopConfig(StageConfig):
     log_every: int = Field(10, ge=1)
     workers: int = Field(0, ge=0)
     precision: Literal["fp32", "bf16", "auto"] = "auto"
+    stage_lr: Literal["restart", "carry"] = "restart"  # learning rates at a stage change
+    optimizer: Literal["adam", "sgd"] = "adam"  # sgd: the DDP equivalence tests
 
 
 class LossConfig(StageConfig):
@@ -102,6 +104,7 @@ class NetworkConfig(StageConfig):
     items: int = 128
     use_specific: bool = True
     transform_scales: tuple[int, ...] = (256, 128, 64)
+    hard_read: bool = False  # w/o T: the best-matching value replaces each transform module
     residual: bool = False  # not in the paper: output = LQ + learned residual (see DMDNetConfig)
 
     def build(self) -> DMDNetConfig:
@@ -112,9 +115,15 @@ class ScheduleConfig(StageConfig):
     stages: tuple[Literal[STAGES], ...] = STAGES  # type: ignore[valid-type]
     steps: tuple[int, ...] = (1000, 1000, 1000)
     advance: Literal["steps", "settle"] = "steps"
+    items_per_step: int = Field(2, ge=1)  # item faces re-encoded with gradients per init step (k)
 
     def build(self) -> DictionarySchedule:
-        return DictionarySchedule(stages=tuple(self.stages), steps=tuple(self.steps), advance=self.advance)
+        return DictionarySchedule(
+            stages=tuple(self.stages),
+            steps=tuple(self.steps),
+            advance=self.advance,
+            items_per_step=self.items_per_step,
+        )
 
 
 class RunConfig(StageConfig):
@@ -231,4 +240,6 @@ class TrainSection(StageConfig):
             disc_width=self.discriminator.width,
             disc_depth=self.discriminator.depth,
             precision=t.precision,
+            stage_lr=t.stage_lr,
+            optimizer=t.optimizer,
         )

@@ -1,13 +1,14 @@
 """The generic dictionary's life cycle while training (paper §3.1), as operations on :class:`DMDNet`.
 
-- :func:`initialize_generic_dictionary`: keys and values of Y randomly chosen HQ training faces through the
-  HQ extractor and the key / value convolutions, written into the dictionary buffers;
+- :func:`encode_items` / :func:`write_items` / :func:`initialize_generic_dictionary`: keys and values of
+  Y HQ training faces through the HQ extractor and the key / value convolutions, a few faces at a time
+  without gradients, written into the dictionary buffers;
 - :func:`make_dictionary_learnable`: the backward update: keys and values become parameters (trained at
   their own learning rate, 2e-6 in the paper);
 - :func:`freeze_dictionary`: back to buffers, fixed while the rest of the network is fine-tuned.
 
 Buffer and parameter carry the same names, so checkpoints and the official export see one layout.
-The forward update (the learnable γ blend with the ground truth's features, eq. 3) is not here yet.
+The forward update (eq. 3) is :func:`dmdnet.train.dmdnet_task.forward_update`.
 """
 
 from __future__ import annotations
@@ -15,42 +16,74 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dmdnet.network import COMPONENTS, SCALES, DMDNet, slot_name
+from dmdnet.network import DMDNet, Memory
 
 __all__ = [
     "dictionary_names",
+    "encode_items",
+    "write_items",
     "initialize_generic_dictionary",
     "make_dictionary_learnable",
     "freeze_dictionary",
     "dictionary_is_learnable",
 ]
 
+#: Faces encoded at once when the whole dictionary is (re)computed without gradients.
+ENCODE_CHUNK = 4
 
-def dictionary_names() -> list[str]:
-    """The attribute names of the generic dictionary (``<slot>_key`` / ``<slot>_value``)."""
-    return [f"{slot_name(c, s)}_{kind}" for s in SCALES for c in COMPONENTS for kind in ("key", "value")]
+
+def dictionary_names(model: DMDNet) -> list[str]:
+    """The attribute names of the generic dictionary (``<slot>_key`` / ``<slot>_value``) of ``model``."""
+    if not model.config.items:
+        return []
+    return [f"{slot}_{kind}" for slot in model.config.slots for kind in ("key", "value")]
 
 
 @torch.no_grad()
-def initialize_generic_dictionary(model: DMDNet, faces: torch.Tensor, boxes: torch.Tensor) -> None:
-    """Fill the generic dictionary from ``config.items`` aligned HQ faces ``(Y, 3, 512, 512)``."""
-    items = model.config.items
-    if faces.shape[0] != items:
-        raise ValueError(f"the generic dictionary holds {items} items; got {faces.shape[0]} faces")
-    memory = model.build_specific_memory(faces, boxes)
+def encode_items(
+    model: DMDNet, faces: torch.Tensor, boxes: torch.Tensor, *, chunk: int = ENCODE_CHUNK
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``F_gen`` of aligned HQ faces ``(Y, 3, 512, 512)``: fp32 keys and values per slot.
+
+    ``chunk`` faces at a time, so the memory is that of ``chunk`` faces, not of Y.
+    """
+    parts = [
+        model.extract_memory(faces[i : i + chunk], boxes[i : i + chunk]) for i in range(0, len(faces), chunk)
+    ]
+    return {
+        name: (
+            torch.cat([p[name][0] for p in parts]).float(),
+            torch.cat([p[name][1] for p in parts]).float(),
+        )
+        for name in parts[0]
+    }
+
+
+@torch.no_grad()
+def write_items(model: DMDNet, memory: Memory) -> None:
+    """Copy keys and values into the generic dictionary of ``model`` (buffers or parameters)."""
     for name, (keys, values) in memory.items():
         getattr(model.memory, f"{name}_key").copy_(keys)
         getattr(model.memory, f"{name}_value").copy_(values)
 
 
+def initialize_generic_dictionary(model: DMDNet, faces: torch.Tensor, boxes: torch.Tensor) -> None:
+    """Fill the generic dictionary from ``config.items`` aligned HQ faces ``(Y, 3, 512, 512)``."""
+    items = model.config.items
+    if faces.shape[0] != items:
+        raise ValueError(f"the generic dictionary holds {items} items; got {faces.shape[0]} faces")
+    write_items(model, encode_items(model, faces, boxes))
+
+
 def dictionary_is_learnable(model: DMDNet) -> bool:
-    return all(n in model.memory._parameters for n in dictionary_names())
+    names = dictionary_names(model)
+    return bool(names) and all(n in model.memory._parameters for n in names)
 
 
 def make_dictionary_learnable(model: DMDNet) -> list[nn.Parameter]:
     """Turn the dictionary buffers into parameters, in place; returns them (for their optimizer group)."""
     params = []
-    for name in dictionary_names():
+    for name in dictionary_names(model):
         if name in model.memory._parameters:
             params.append(model.memory._parameters[name])
             continue
@@ -63,7 +96,7 @@ def make_dictionary_learnable(model: DMDNet) -> list[nn.Parameter]:
 
 def freeze_dictionary(model: DMDNet) -> None:
     """Turn learnable keys and values back into buffers (no gradient, fixed values), in place."""
-    for name in dictionary_names():
+    for name in dictionary_names(model):
         if name in model.memory._parameters:
             param = model.memory._parameters.pop(name)
             model.memory.register_buffer(name, param.detach().clone())

@@ -70,10 +70,15 @@ def mse_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` → ``(B, C, C)``: ``F Fᵀ / (C·H·W)`` with ``F`` the ``(C, H·W)`` feature matrix."""
+    """``(B, C, H, W)`` → ``(B, C, C)``: ``F Fᵀ / (C·H·W)`` with ``F`` the ``(C, H·W)`` feature matrix.
+
+    In fp32 (or wider), also under autocast: each entry sums ``H·W`` (up to 262k) products.
+    """
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.reshape(b, c, h * w)
+        flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
 def perceptual_loss(output: Sequence[torch.Tensor], target: Sequence[torch.Tensor]) -> torch.Tensor:

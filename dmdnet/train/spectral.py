@@ -27,6 +27,7 @@ __all__ = [
     "export_official",
     "fold_for_inference",
     "power_iteration_step",
+    "hold_power_iteration",
 ]
 
 
@@ -77,6 +78,19 @@ def power_iteration_step(model: nn.Module) -> None:
         if conv.parametrizations.weight.original.ndim > 1:
             weight = conv.parametrizations.weight.original
             norm._power_method(norm._reshape_weight_to_matrix(weight), norm.n_power_iterations)
+
+
+def hold_power_iteration(model: nn.Module) -> nn.Module:
+    """Keep every spectral norm of ``model`` in eval mode (σ from the stored vectors, no iteration).
+
+    ``model.train()`` puts the parametrizations back into training mode, where every forward iterates:
+    after a validation, rank 0 alone would then iterate once more in any forward before the next
+    :func:`power_iteration_step` (a stage change re-encoding the dictionary items), and its vectors would
+    part from the other ranks'. The trainer calls this after every ``train()``.
+    """
+    for _, norm in _spectral_norms(model):
+        norm.eval()
+    return model
 
 
 def export_layers(

@@ -7,14 +7,16 @@ losses, discriminators, optimisers, schedules, logging, checkpoints and DDP; the
   :func:`dmdnet.train.data.collate_samples` makes it) and, for validation, without training-only inputs;
 - its optimiser parameter groups (:meth:`TrainableRestorer.param_groups`);
 - its own schedule of structural changes (:meth:`TrainableRestorer.enter_step`, e.g. DMDNet's dictionary
-  stages), after which the trainer rebuilds the optimiser and the DDP wrapper;
+  stages), after which the trainer rebuilds the optimiser and the DDP wrapper; what it does after each
+  step (:meth:`TrainableRestorer.end_step`) and once per validation (:meth:`validation_items`);
 - model-specific loss terms (:meth:`TrainableRestorer.extra_losses`, e.g. GFRNet's landmark loss);
 - its export for inference (:meth:`TrainableRestorer.export`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,14 @@ class TrainableRestorer(nn.Module):
         Returns whether the parameter set changed (the trainer then rebuilds optimiser and DDP wrapper).
         """
         return False
+
+    def end_step(self) -> None:
+        """Called after every optimiser step, on every rank (e.g. DMDNet stores the items it re-encoded)."""
+
+    @contextlib.contextmanager
+    def validation_items(self) -> Iterator[None]:
+        """Wraps one validation (rank 0): state computed once for all its images (DMDNet's items)."""
+        yield
 
     def restore_stage(self, stage: str) -> None:
         """Recreate the structure of ``stage`` before a checkpoint of it is loaded (values come from it)."""

@@ -47,7 +47,7 @@ from celebref.images import write_png
 from degrade.pairs import EpochDataset
 from dmdnet.train.discriminator import MultiScaleDiscriminator
 from dmdnet.train.losses import LossWeights, VGGFeatures, generator_loss, hinge_d_loss, mse_loss
-from dmdnet.train.spectral import power_iteration_step
+from dmdnet.train.spectral import hold_power_iteration, power_iteration_step
 from dmdnet.train.task import TrainableRestorer
 
 __all__ = ["TrainerConfig", "Trainer", "rank_batches", "DistributedContext", "distributed_context"]
@@ -78,6 +78,12 @@ class TrainerConfig:
     disc_width: int = 64
     disc_depth: int = 4
     precision: str = "auto"  # fp32 | bf16 | auto: bf16 on a GPU that supports it, else fp32
+    #: learning rates at a stage change (a model's ``enter_step``): ``restart`` at the configured values
+    #: with a fresh plateau schedule, or ``carry`` the halvings so far over to the new stage
+    stage_lr: str = "restart"
+    #: ``adam`` (the paper), or plain ``sgd`` (no momentum; its step is proportional to the gradient, which
+    #: is what the DDP equivalence tests compare)
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.accumulation < 1:
@@ -87,6 +93,10 @@ class TrainerConfig:
             raise ValueError(f"val_every, checkpoint_every, log_every, plateau_patience must be >= 1: {self}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if self.stage_lr not in ("restart", "carry"):
+            raise ValueError(f"stage_lr must be restart or carry, got {self.stage_lr!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
 
 
 # -- distribution ---------------------------------------------------------------------------------------
@@ -236,37 +246,54 @@ class Trainer:
             module, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False
         )
 
-    def _build_optimizers(self) -> None:
+    def _optimizer(self, params: Any) -> torch.optim.Optimizer:
+        cfg = self.config
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+
+    def _plateau(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+        cfg = self.config
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=cfg.plateau_factor, patience=cfg.plateau_patience - 1
+        )
+
+    def _build_optimizers(self, *, stage_change: bool = False) -> None:
         """(Re)build optimisers and DDP wrappers for the model's current parameters.
 
         Moments of parameters that existed before are carried over (a stage change adds or removes
-        parameters; the rest continue as they were); the learning rates keep their current halving.
+        parameters; the rest continue as they were). At a stage change the learning rates restart at the
+        configured values with a fresh plateau schedule (``stage_lr: restart``; the halving that fired at
+        the validation that ended the stage would otherwise start the new one at half its rates), or keep
+        their halvings (``carry``). The discriminators' rates follow the generator's.
         """
         cfg = self.config
         old = getattr(self, "opt_g", None)
-        scale = 1.0 if old is None else old.param_groups[0]["lr"] / cfg.lr
+        old_sched = getattr(self, "sched_g", None)
+        carry = old is not None and not (stage_change and cfg.stage_lr == "restart")
+        scale = old.param_groups[0]["lr"] / cfg.lr if carry and old is not None else 1.0
         groups = self.model.param_groups(cfg.lr)
         for g in groups:
             g["lr"] *= scale
-        self.opt_g = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
-        old_sched = getattr(self, "sched_g", None)
-        self.sched_g = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt_g, factor=cfg.plateau_factor, patience=cfg.plateau_patience - 1
-        )
-        if old is not None and old_sched is not None:
+        self.opt_g = self._optimizer(groups)
+        self.sched_g = self._plateau(self.opt_g)
+        if old is not None:
             for group in self.opt_g.param_groups:
                 for p in group["params"]:
                     if p in old.state:
                         self.opt_g.state[p] = old.state[p]
+        if carry and old_sched is not None:
             for key in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch"):
                 setattr(self.sched_g, key, getattr(old_sched, key))
         self.ddp_model = self._wrap(self.model)
         if self.disc is not None and not hasattr(self, "opt_d"):
-            self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=cfg.betas)
-            self.sched_d = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.opt_d, factor=cfg.plateau_factor, patience=cfg.plateau_patience - 1
-            )
+            self.opt_d = self._optimizer(self.disc.parameters())
+            self.sched_d = self._plateau(self.opt_d)
             self.ddp_disc = self._wrap(self.disc)
+        elif self.disc is not None and stage_change and cfg.stage_lr == "restart":
+            for group in self.opt_d.param_groups:
+                group["lr"] = cfg.lr
+            self.sched_d = self._plateau(self.opt_d)
 
     # -- data --------------------------------------------------------------------------------------------
     def _epoch_batches(self) -> list[list[int]]:
@@ -375,17 +402,18 @@ class Trainer:
         self.val_set.set_epoch(0)
         count = min(cfg.val_images, len(self.val_set)) or len(self.val_set)
         mse, psnrs, ssims, tiles = 0.0, [], [], []
-        for index in range(count):
-            batch = _to(self.collate([self.val_set[index]]), self.device)
-            with self._autocast():
-                output = self.model(batch, training=False).float()
-            mse += float(mse_loss(output, batch["gt"])) / count
-            out, gt = _image(output[0]), _image(batch["gt"][0])
-            psnrs.append(psnr(out, gt))
-            ssims.append(ssim(out, gt))
-            if index < cfg.sample_images:
-                tiles.append(np.concatenate([_image(batch["lq"][0]), out, gt], axis=1))
-        self.model.train()
+        with self.model.validation_items():
+            for index in range(count):
+                batch = _to(self.collate([self.val_set[index]]), self.device)
+                with self._autocast():
+                    output = self.model(batch, training=False).float()
+                mse += float(mse_loss(output, batch["gt"])) / count
+                out, gt = _image(output[0]), _image(batch["gt"][0])
+                psnrs.append(psnr(out, gt))
+                ssims.append(ssim(out, gt))
+                if index < cfg.sample_images:
+                    tiles.append(np.concatenate([_image(batch["lq"][0]), out, gt], axis=1))
+        hold_power_iteration(self.model.train())
         if tiles:
             path = self.out_dir / "samples" / f"step_{self.step:07d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -521,7 +549,7 @@ class Trainer:
         if resume:
             self.load_checkpoint(self.checkpoint_path)
             self._trim_log()
-        self.model.train()
+        hold_power_iteration(self.model.train())
         last_step = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         writer = self._tensorboard()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.ctx.is_main)
@@ -531,7 +559,7 @@ class Trainer:
         tick = time.perf_counter()
         while self.step < last_step:
             if self.model.enter_step(self.step, settled=self.settled):
-                self._build_optimizers()
+                self._build_optimizers(stage_change=True)
                 self.best_val, self.stale_vals = math.inf, 0
                 if self.ctx.is_main:
                     tqdm.write(f"step {self.step}: stage {self.model.stage}")
@@ -542,6 +570,7 @@ class Trainer:
             losses, fakes = self._generator_step(micro)
             if self.disc is not None and self.model.restoration_losses:
                 losses["d_hinge"] = self._discriminator_step(micro, fakes)
+            self.model.end_step()
             losses = self._global_mean(losses)
             self.step += 1
             self.position += 1
