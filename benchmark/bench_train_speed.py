@@ -1,29 +1,42 @@
-"""Training speed of the full-size DMDNet: seconds per 512² training image on the CPU, img/s on a GPU.
+"""Memory and speed of one full-size DMDNet training step in every dictionary stage.
 
-    python -m benchmark.bench_train_speed [--steps 3] [--batch 1] [--references 2] [--threads 2]
+    python -m benchmark.bench_train_speed [--stages init forward backward frozen] [--items 128 256]
+        [--batch 1 2] [--references 2] [--items-per-step 2] [--steps 1] [--threads 2] [--gpu-batch 8]
 
-One training step as the shared trainer runs it (``Trainer._generator_step`` and ``_discriminator_step``):
-the released configuration (64 channels, 128 generic items) in the ``frozen`` dictionary stage (Θ
-fine-tuning; the ``init`` / ``forward`` stages also run F_gen over the Y = 128 item faces every step),
-each face with ``--references`` references, MSE + VGG-19 perceptual + style + hinge GAN with the
-discriminators at scales 1, 2, 4, Adam steps included. The batch is synthetic (data loading is not timed).
-The VGG-19 here has generated weights: only its cost matters for timing (training loads the real file).
-On a GPU: batch 8 (``--gpu-batch``), bf16 autocast where supported, channels-last; img/s and peak memory.
+One training step as the shared trainer runs it (the model's stage hook, ``Trainer._generator_step`` and
+``_discriminator_step``, the model's ``end_step``): the released configuration (64 channels) with Y generic
+items, each face with ``--references`` references, MSE + VGG-19 perceptual + style + hinge GAN with the
+discriminators at scales 1, 2, 4, Adam steps included. Stages: ``init`` (k = ``--items-per-step`` item
+faces re-encoded with gradients, the others cached), ``forward`` (the previous step's ground truths written
+into the items through γ), ``backward`` (the items as parameters), ``frozen`` (fixed items). The batch is
+synthetic and data loading is not timed; the VGG-19 has generated weights (only its cost matters here).
+
+Each (stage, Y, batch) runs in a fresh process: one step to warm up (in ``forward`` it also makes the write
+the timed steps read), then ``--steps`` timed steps. Reported: seconds per step (median), the process's
+peak RSS (CPU; the high-water mark of its address space, setup included: the model, the Y item faces, the
+cache filled without gradients) or the peak CUDA memory allocated (GPU), and that peak relative to the
+``frozen`` stage's at the same Y and batch. On a GPU every stage also runs at ``--gpu-batch`` in bf16
+autocast where the device supports it: img/s and peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from celebref.hardware import capabilities
 from dmdnet.boxes import component_boxes
 from dmdnet.network import DMDNetConfig
-from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining
+from dmdnet.train.dmdnet_task import STAGES, DictionarySchedule, DMDNetTraining
 from dmdnet.train.losses import LossWeights, VGGFeatures
+from dmdnet.train.spectral import hold_power_iteration, power_iteration_step
 from dmdnet.train.trainer import DistributedContext, Trainer, TrainerConfig
 
 # a plausible aligned face's landmarks (mean shape, 512² frame) for the component boxes
@@ -46,8 +59,8 @@ def _boxes() -> torch.Tensor:
     return torch.from_numpy(component_boxes(pts))
 
 
-def _batch(size: int, references: int, device: torch.device) -> dict:
-    gen = torch.Generator().manual_seed(0)
+def _batch(size: int, references: int, device: torch.device, seed: int) -> dict:
+    gen = torch.Generator().manual_seed(seed)
     boxes = _boxes()
     images = torch.rand(size, 3, 512, 512, generator=gen) * 2 - 1
     refs = [torch.rand(references, 3, 512, 512, generator=gen).to(device) * 2 - 1 for _ in range(size)]
@@ -67,64 +80,160 @@ def _generated_vgg() -> VGGFeatures:
     return VGGFeatures({f"features.{k}": v for k, v in vgg19(weights=None).features.state_dict().items()})
 
 
-def measure(device: torch.device, batch: int, references: int, steps: int, precision: str) -> dict:
+def _peak_rss_gib() -> float:
+    """This process's peak RSS (``VmHWM``: its own address space, not a spawning parent's)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+@dataclass(frozen=True)
+class Case:
+    stage: str
+    items: int
+    batch: int
+    references: int
+    items_per_step: int
+    steps: int
+    device: str
+    precision: str
+
+
+def _model(case: Case) -> DMDNetTraining:
+    stages = STAGES[STAGES.index(case.stage) :]
+    schedule = DictionarySchedule(
+        stages=stages, steps=(10**6,) * (len(stages) - 1), items_per_step=case.items_per_step
+    )
+    faces = boxes = None
+    if case.stage in ("init", "forward"):
+        gen = torch.Generator().manual_seed(1)
+        faces = torch.rand(case.items, 3, 512, 512, generator=gen) * 2 - 1
+        boxes = _boxes().expand(case.items, 4, 4).clone()
     torch.manual_seed(0)
-    model = DMDNetTraining(DMDNetConfig(), DictionarySchedule(stages=("frozen",), steps=()))
-    config = TrainerConfig(steps=steps, batch_size=batch, losses=LossWeights(), precision=precision)
+    return DMDNetTraining(DMDNetConfig(items=case.items), schedule, generic_faces=faces, generic_boxes=boxes)
+
+
+def measure(case: Case) -> dict:
+    """One (stage, Y, batch) in this process: seconds per step and peak memory."""
+    device = torch.device(case.device)
+    model = _model(case)
+    config = TrainerConfig(
+        steps=case.steps + 1, batch_size=case.batch, losses=LossWeights(), precision=case.precision
+    )
     trainer = Trainer(
         model, [], None, config, "/tmp/bench_train_speed", collate=list, vgg=_generated_vgg(),
         context=DistributedContext(), device=device,
     )  # fmt: skip
-    micro = [_batch(batch, references, device)]
+    hold_power_iteration(model.train())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
-    for _ in range(steps + 1):  # the first step warms up
+    for step in range(case.steps + 1):  # the first step warms up (and makes the forward stage's write)
+        micro = [_batch(case.batch, case.references, device, seed=step)]
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
+        model.enter_step(step, settled=False)
+        for module in (model, trainer.disc):
+            power_iteration_step(module)
         _, fakes = trainer._generator_step(micro)
         trainer._discriminator_step(micro, fakes)
+        model.end_step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+    assert model.stage == case.stage
     per_step = float(np.median(times[1:]))
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak = _peak_rss_gib()
     return {
-        "s_per_img": per_step / batch,
-        "img_per_s": batch / per_step,
+        **case.__dict__,
+        "s_per_step": per_step,
+        "img_per_s": case.batch / per_step,
         "peak_gib": peak,
-        "dtype": trainer.dtype,
+        "dtype": str(trainer.dtype).removeprefix("torch."),
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def _in_fresh_process(case: Case, threads: int) -> dict:
+    cmd = [sys.executable, "-m", "benchmark.bench_train_speed", "--one", json.dumps(case.__dict__)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"error: {case} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _table(rows: list[dict], memory: str) -> None:
+    frozen = {(r["items"], r["batch"]): r["peak_gib"] for r in rows if r["stage"] == "frozen"}
+    print(f"| stage | Y | batch | s / step | img/s | {memory} GiB | × frozen |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        base = frozen.get((r["items"], r["batch"]))
+        ratio = f"{r['peak_gib'] / base:.2f}" if base else "n/a"
+        print(
+            f"| {r['stage']} | {r['items']} | {r['batch']} | {r['s_per_step']:.2f} | {r['img_per_s']:.3f} "
+            f"| {r['peak_gib']:.2f} | {ratio} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.bench_train_speed", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--batch", type=int, default=1, help="CPU batch")
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    p.add_argument("--items", nargs="+", type=int, default=[128, 256], help="generic items Y")
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 2], help="CPU batches")
     p.add_argument("--gpu-batch", type=int, default=8)
     p.add_argument("--references", type=int, default=2)
+    p.add_argument("--items-per-step", type=int, default=2, help="init: item faces encoded with gradients")
+    p.add_argument("--steps", type=int, default=1, help="timed steps after the warm-up step")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one case as JSON, in this process
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cpu = measure(torch.device("cpu"), args.batch, args.references, args.steps, "fp32")
-    print(f"{capabilities('cpu').describe()}")
+    if args.one:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        print(json.dumps(measure(Case(**json.loads(args.one)))))
+        return 0
+    if min(args.items) < 1 or min(args.batch) < 1 or args.steps < 1 or args.items_per_step < 1:
+        print("error: --items, --batch, --steps and --items-per-step must be >= 1", file=sys.stderr)
+        return 2
+    from celebref.hardware import capabilities
+
+    stages = sorted(set(args.stages) | {"frozen"}, key=STAGES.index)  # the reference of the ratio
+    common = {"references": args.references, "items_per_step": args.items_per_step, "steps": args.steps}
+    print(capabilities("cpu").describe())
     print(
-        f"CPU fp32, {args.threads} threads, batch {args.batch}, {args.references} refs/face: "
-        f"{cpu['s_per_img']:.2f} s per training image (generator + discriminators + losses + Adam)"
+        f"CPU fp32, {args.threads} threads, {args.references} references per face, "
+        f"k = {args.items_per_step} item faces per init step; peak RSS includes the process's setup"
     )
-    if torch.cuda.is_available():
-        dev = torch.device("cuda")
-        torch.backends.cudnn.benchmark = True
-        gpu = measure(dev, args.gpu_batch, args.references, args.steps, "auto")
-        print(capabilities(dev).describe())
-        print(
-            f"GPU {gpu['dtype']}, batch {args.gpu_batch}: {gpu['img_per_s']:.1f} img/s, "
-            f"peak memory {gpu['peak_gib']:.1f} GiB"
+    rows = []
+    for items in args.items:
+        for batch in args.batch:
+            for stage in stages:
+                case = Case(stage, items, batch, device="cpu", precision="fp32", **common)
+                rows.append(_in_fresh_process(case, args.threads))
+                print(f"  {stage} Y={items} batch {batch}: {rows[-1]['s_per_step']:.1f} s", file=sys.stderr)
+    _table(rows, "peak RSS")
+    if not torch.cuda.is_available():
+        print("GPU: none here (img/s and peak memory at batch 8 in bf16 need a CUDA device)")
+        return 0
+    print(capabilities("cuda").describe())
+    gpu_rows = [
+        _in_fresh_process(
+            Case(stage, items, args.gpu_batch, device="cuda", precision="auto", **common), args.threads
         )
-    else:
-        print("GPU: none here (img/s and peak memory need a CUDA device)")
+        for items in args.items
+        for stage in stages
+    ]
+    print(f"GPU, batch {args.gpu_batch}, {gpu_rows[0]['dtype']}")
+    _table(gpu_rows, "peak CUDA")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -25,7 +25,13 @@ from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples
 from dmdnet.train.trainer import Trainer
 from dmdnet.trained import load_generator, save_generator
 from tests.paths import DMDNET_FIXTURE
-from tests.train_runs import assert_resume_is_exact, one_and_two_processes, tiny_trainer_config, train_params
+from tests.train_runs import (
+    DDP_TRAINER,
+    assert_resume_is_exact,
+    one_and_two_processes,
+    tiny_trainer_config,
+    train_params,
+)
 
 TINY = ASFFNetConfig(stage_channels=(4, 8, 8), channels=8, mask_channels=(4, 4, 8, 8, 8), asff_blocks=1)
 TINY_NETWORK = {
@@ -105,9 +111,8 @@ def test_export_is_the_official_layout_and_loads_with_the_trained_outputs(datase
 
 
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
-    params = train_params(
-        tmp_path, asffnet_variants={"tiny": {"paper_row": "ASFFNet*", "network": TINY_NETWORK}}
-    )
+    run = {"paper_row": "ASFFNet*", "network": TINY_NETWORK}
+    params = train_params(tmp_path, trainer=DDP_TRAINER, asffnet_variants={"tiny": run})
     common = ["--params", str(params), "--model", "asffnet", "--variant", "tiny"]
     common += ["--dataset", str(dataset_root)]
     one_and_two_processes(tmp_path, common, port=29537, steps=2, losses=("mse", "total", "d_hinge"))

@@ -13,15 +13,21 @@ import torch
 
 from curate.dataset import CelebRefHQ
 from degrade.config import DegradationRanges
+from dmdnet.blocks import dictionary_read
 from dmdnet.network import DMDNet, DMDNetConfig
 from dmdnet.official import load_official
 from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples, generic_faces
-from dmdnet.blocks import dictionary_read
 from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, assign_to_items, forward_update
 from dmdnet.train.losses import LossWeights
 from dmdnet.train.trainer import Trainer, rank_batches
 from dmdnet.trained import load_generator
-from tests.train_runs import assert_resume_is_exact, one_and_two_processes, tiny_trainer_config, train_params
+from tests.train_runs import (
+    DDP_TRAINER,
+    assert_resume_is_exact,
+    one_and_two_processes,
+    tiny_trainer_config,
+    train_params,
+)
 
 TINY = DMDNetConfig(channels=4, key_ratio=2, items=2)
 NO_VGG = LossWeights(perceptual=0, style=0)
@@ -264,13 +270,16 @@ TINY_VARIANT = {"network": {"channels": 4, "key_ratio": 2, "items": 2}, "schedul
 
 
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
-    params = train_params(tmp_path, variants={"tiny": TINY_VARIANT})
+    """Through every dictionary stage: init → forward (the write gathered from both ranks) → backward
+    (parameters added) → frozen, the averaged gradients are the one-process ones (see ``DDP_TRAINER``)."""
+    variant = {**TINY_VARIANT, "schedule": {"steps": [1, 2, 1], "items_per_step": 1}}
+    params = train_params(tmp_path, trainer={**DDP_TRAINER, "steps": 5}, variants={"tiny": variant})
     common = ["--params", str(params), "--variant", "tiny", "--dataset", str(dataset_root)]
-    # the same global batch gives the same losses (the second step also sees the first update)
+    # the same global batch gives the same losses (each step also sees the updates before it)
     one, two = one_and_two_processes(
-        tmp_path, common, port=29533, steps=2, losses=("mse", "total", "d_hinge")
+        tmp_path, common, port=29533, steps=5, losses=("mse", "total", "d_hinge")
     )
-    assert one["step"] == two["step"] == 2 and one["stage"] == two["stage"] == "forward"
+    assert one["step"] == two["step"] == 5 and one["stage"] == two["stage"] == "frozen"
 
 
 def test_cli_names_missing_vgg_weights_and_unknown_variants(dataset_root, tmp_path, capsys, monkeypatch):

@@ -24,7 +24,13 @@ from dmdnet.train.trainer import Trainer
 from gfrnet.frontal import most_frontal
 from gfrnet.network import GFRNet, GFRNetConfig
 from gfrnet.trained import load_gfrnet
-from tests.train_runs import assert_resume_is_exact, one_and_two_processes, tiny_trainer_config, train_params
+from tests.train_runs import (
+    DDP_TRAINER,
+    assert_resume_is_exact,
+    one_and_two_processes,
+    tiny_trainer_config,
+    train_params,
+)
 
 TINY = GFRNetConfig(warp_channels=(4, 8, 8), rec_channels=(4, 8, 8), max_flow=0.05)
 TINY_NETWORK = {"warp_channels": [4, 8, 8], "rec_channels": [4, 8, 8], "max_flow": 0.05}
@@ -111,7 +117,7 @@ def test_residual_gfrnet_starts_at_its_input():
 
 def test_two_process_gloo_ddp_equals_one_process(dataset_root, tmp_path):
     run = {"paper_row": "GFRNet*", "steps": 3, "warp_steps": 1, "network": TINY_NETWORK}
-    params = train_params(tmp_path, trainer={"steps": 9}, gfrnet_variants={"tiny": run})
+    params = train_params(tmp_path, trainer={**DDP_TRAINER, "steps": 9}, gfrnet_variants={"tiny": run})
     common = ["--params", str(params), "--model", "gfrnet", "--variant", "tiny"]
     common += ["--dataset", str(dataset_root)]
     # 3 rows: the run's own step budget, not train.trainer.steps; across the WarpNet → joint switch

@@ -53,16 +53,31 @@ def train_cli(args: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+#: What the DDP tests compare: plain SGD, whose update is ``lr · gradient``. DDP guarantees that the
+#: gradients averaged over ranks equal the one-process gradients up to the order of the reduction (relative
+#: rounding of a few float32 ulps, about 1e-6). The weights then agree within ``steps · lr · 1e-6 · |g|``:
+#: the tiny DMDNet's gradients reach |g| ≈ 130 (0.65 of movement in 5 steps of lr 1e-3), a bound of 7e-7
+#: (measured: 1.9e-7 on an AVX2 EPYC), well below ``DDP_ATOL``, while a wrong average (a sum, a missing
+#: rank, a step on one rank's data) moves them by a whole ``lr · g``. The helper also requires the
+#: training to move some weight by more than 1000 × ``DDP_ATOL``. Adam is not compared: it moves every
+#: weight by about lr whatever the size of its gradient, so a near-zero gradient whose sign differs between
+#: reduction orders shows as a full step.
+DDP_TRAINER = {"optimizer": "sgd", "lr": 1e-3}
+DDP_RTOL, DDP_ATOL = 1e-5, 1e-5
+
+
 def one_and_two_processes(
     tmp_path: Path, args: list[str], *, port: int, steps: int, losses: tuple[str, ...]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train with ``args`` in one process and with two gloo DDP processes of the same global batch.
+    """Train with ``args`` (params with ``DDP_TRAINER``) in one process and in two gloo DDP processes of the
+    same global batch.
 
-    Asserts both logs have ``steps`` rows with the same ``losses`` (rel 1e-5) and every float tensor of the
-    two final checkpoints' ``model`` and ``disc`` agrees within 1e-4: Adam's first steps move every weight
-    by about lr whatever the size of its gradient, so a near-zero gradient's rounding can show as a
-    fraction of lr. Returns the two checkpoints.
+    Asserts both logs have ``steps`` rows with the same ``losses`` (rel 1e-5), every float tensor of the two
+    final checkpoints' ``model`` and ``disc`` agrees within ``DDP_RTOL`` / ``DDP_ATOL``, and the training
+    moved the weights by far more than that (so the comparison could fail). Returns the two checkpoints.
     """
+    from dmdnet.train.__main__ import _parser, build_trainer
+
     train_cli(["-m", "dmdnet.train", *args, "--out", str(tmp_path / "one")])
     dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     train_cli([*dist, "-m", "dmdnet.train", *args, "--out", str(tmp_path / "two")])
@@ -73,10 +88,20 @@ def one_and_two_processes(
             assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-5), name
     one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
     two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    parsed = _parser().parse_args([*args, "--out", str(tmp_path / "start")])
+    parsed.variant = parsed.variant or parsed.model
+    start, _ = build_trainer(parsed)
+    initial = start.model.state_dict()
+    moved = apart = 0.0
     for part in ("model", "disc"):
         for k, v in one[part].items():
             if isinstance(v, torch.Tensor) and v.is_floating_point():
-                torch.testing.assert_close(two[part][k], v, rtol=1e-4, atol=1e-4, msg=f"{part}.{k}")
+                apart = max(apart, float((two[part][k] - v).abs().max()))
+                torch.testing.assert_close(two[part][k], v, rtol=DDP_RTOL, atol=DDP_ATOL, msg=f"{part}.{k}")
+                if part == "model" and k in initial and initial[k].shape == v.shape:
+                    moved = max(moved, float((v - initial[k]).abs().max()))
+    print(f"one vs two processes: weights at most {apart:.2e} apart; training moved them up to {moved:.2e}")
+    assert moved > 1000 * DDP_ATOL, f"training moved no weight by more than {moved:.2e}"
     assert '"processes": 2' in (tmp_path / "two" / "summary.json").read_text()
     return one, two
 
