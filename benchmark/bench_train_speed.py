@@ -11,10 +11,13 @@ faces re-encoded with gradients, the others cached), ``forward`` (the previous s
 into the items through γ), ``backward`` (the items as parameters), ``frozen`` (fixed items). The batch is
 synthetic and data loading is not timed; the VGG-19 has generated weights (only its cost matters here).
 
-Each (stage, Y, batch) runs in a fresh process: one step to warm up (in ``forward`` it also makes the write
-the timed steps read), then ``--steps`` timed steps. Reported: seconds per step (median), the process's
-peak RSS (CPU; the high-water mark of its address space, setup included: the model, the Y item faces, the
-cache filled without gradients) or the peak CUDA memory allocated (GPU), and that peak relative to the
+Each (stage, Y, batch) runs in a fresh process: in ``forward`` one step's ground truths are first written
+(a forward pass without backward) for the timed steps to read; the cache fill of ``init`` and ``forward``
+(F_gen of all Y faces without gradients, once per stage) is setup and not run here; then ``--warmup``
+untimed steps (default 0 on the CPU, where a step takes a minute and one-time costs are negligible; at
+least 1 on a GPU) and ``--steps`` timed ones. Reported: seconds per step (median), the process's
+peak RSS (CPU; the high-water mark of its address space, setup included: the model, the Y item faces and
+the dictionary) or the peak CUDA memory allocated (GPU), and that peak relative to the
 ``frozen`` stage's at the same Y and batch. On a GPU every stage also runs at ``--gpu-batch`` in bf16
 autocast where the device supports it: img/s and peak memory.
 """
@@ -97,6 +100,7 @@ class Case:
     references: int
     items_per_step: int
     steps: int
+    warmup: int
     device: str
     precision: str
 
@@ -120,17 +124,24 @@ def measure(case: Case) -> dict:
     device = torch.device(case.device)
     model = _model(case)
     config = TrainerConfig(
-        steps=case.steps + 1, batch_size=case.batch, losses=LossWeights(), precision=case.precision
+        steps=case.warmup + case.steps, batch_size=case.batch, losses=LossWeights(), precision=case.precision
     )
     trainer = Trainer(
         model, [], None, config, "/tmp/bench_train_speed", collate=list, vgg=_generated_vgg(),
         context=DistributedContext(), device=device,
     )  # fmt: skip
     hold_power_iteration(model.train())
+    # the cache fill (F_gen of all Y faces without gradients, once per stage, a few faces at a time) is
+    # setup, not a step: its values do not change what a step costs, so the stored zeros stand in for it
+    model._items_stale = False
+    if case.stage == "forward":  # the write the timed steps read: one step's ground truths (no backward)
+        with torch.no_grad():
+            model(_batch(case.batch, case.references, device, seed=-1 % 2**31))
+        model.end_step()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    for step in range(case.steps + 1):  # the first step warms up (and makes the forward stage's write)
+    for step in range(case.warmup + case.steps):
         micro = [_batch(case.batch, case.references, device, seed=step)]
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -145,7 +156,7 @@ def measure(case: Case) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     assert model.stage == case.stage
-    per_step = float(np.median(times[1:]))
+    per_step = float(np.median(times[case.warmup :]))
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**30
     else:
@@ -191,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-batch", type=int, default=8)
     p.add_argument("--references", type=int, default=2)
     p.add_argument("--items-per-step", type=int, default=2, help="init: item faces encoded with gradients")
-    p.add_argument("--steps", type=int, default=1, help="timed steps after the warm-up step")
+    p.add_argument("--steps", type=int, default=1, help="timed steps")
+    p.add_argument("--warmup", type=int, default=0, help="untimed steps first (GPU: at least 1)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one case as JSON, in this process
     args = p.parse_args(argv)
@@ -206,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stages = sorted(set(args.stages) | {"frozen"}, key=STAGES.index)  # the reference of the ratio
     common = {"references": args.references, "items_per_step": args.items_per_step, "steps": args.steps}
+    if min(args.warmup, args.steps) < 0:
+        print("error: --warmup must be >= 0", file=sys.stderr)
+        return 2
     print(capabilities("cpu").describe())
     print(
         f"CPU fp32, {args.threads} threads, {args.references} references per face, "
@@ -215,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     for items in args.items:
         for batch in args.batch:
             for stage in stages:
-                case = Case(stage, items, batch, device="cpu", precision="fp32", **common)
+                case = Case(stage, items, batch, device="cpu", precision="fp32", warmup=args.warmup, **common)
                 rows.append(_in_fresh_process(case, args.threads))
                 print(f"  {stage} Y={items} batch {batch}: {rows[-1]['s_per_step']:.1f} s", file=sys.stderr)
     _table(rows, "peak RSS")
@@ -225,7 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     print(capabilities("cuda").describe())
     gpu_rows = [
         _in_fresh_process(
-            Case(stage, items, args.gpu_batch, device="cuda", precision="auto", **common), args.threads
+            Case(
+                stage,
+                items,
+                args.gpu_batch,
+                device="cuda",
+                precision="auto",
+                warmup=max(args.warmup, 1),
+                **common,
+            ),
+            args.threads,
         )
         for items in args.items
         for stage in stages

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from benchmark.methods import BASELINE_ROWS, DEFAULT_CHECKPOINTS, FULL_MODEL_ROW, parse_method_spec
+from benchmark.paper import paper_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILES = sorted(ROOT.glob("params*.yaml"))
@@ -116,6 +117,10 @@ def check_table2(params: dict, stages: list[str]) -> None:
     for key, variant in variants.items():
         row = (variant or {}).get("paper_row")
         assert not row or checkpoint(key) in run, f"{row}: evaluate.methods never runs {checkpoint(key)}"
+    # every row of the paper's Table 3 is trained (Ours(128) is the full model, Ours^s the specific-only one)
+    claimed = {(v or {}).get("paper_row") for v in variants.values()}
+    missing = [row.method for row in paper_table(3).rows if row.method not in claimed]
+    assert not missing, f"no train.variants variant claims the Table 3 rows {missing}"
 
 
 def test_params_files_found():

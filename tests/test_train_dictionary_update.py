@@ -291,3 +291,18 @@ def test_learning_rates_restart_when_a_settled_stage_ends(dataset_root, tmp_path
     factor = 1.0 if stage_lr == "restart" else 0.5
     assert rates == {"generator": config.lr * factor, "dictionary": model.dictionary_lr * factor}
     assert trainer.opt_d.param_groups[0]["lr"] == config.lr * factor
+
+
+# -- spectral norm after validation -----------------------------------------------------------------------
+def test_after_validation_no_spectral_norm_iterates_before_the_next_step(dataset_root, tmp_path):
+    """Rank 0 alone validates: afterwards a forward (a stage change re-encoding the items) must not run a
+    power iteration there, or its vectors part from the other ranks' (they are not broadcast)."""
+    train_set = _faces(dataset_root)
+    model = _model(train_set, DictionarySchedule(("init", "backward", "frozen"), (1, 1)))
+    config = tiny_trainer_config(1, losses=LossWeights(perceptual=0, style=0), val_images=1)
+    trainer = Trainer(model, train_set, _faces(dataset_root), config, tmp_path, collate=collate_samples)
+    trainer.validate()
+    vectors = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("._u")}
+    assert vectors
+    assert model.enter_step(1, settled=False) and model.stage == "backward"  # re-encodes F_gen(Y)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in vectors.items())

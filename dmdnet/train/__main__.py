@@ -108,7 +108,7 @@ def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
         model = _gfrnet(variant, section)
     else:
         model = _dmdnet(variant, section, train_set)
-    config = section.trainer_config(variant.steps)
+    config = section.trainer_config(variant.steps, variant.lr)
     vgg = None
     if config.losses.needs_vgg:
         w = section.weights
@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> dict:
             "schedule": schedule,
             "steps": trainer.step,
             "batch_size": trainer.config.batch_size,
+            "lr": trainer.config.lr,
             "train_faces": len(trainer.train_set),
             "processes": ctx.world,
             "device": capabilities(trainer.device).describe(),

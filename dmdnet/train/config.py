@@ -132,6 +132,7 @@ class RunConfig(StageConfig):
     description: str = ""
     paper_row: str | None = None  # e.g. "Ours(128)", "w/o F" (Table 3), "ASFFNet*" (Table 2)
     steps: int | None = Field(None, ge=1)  # this run's train.trainer.steps (default: that value)
+    lr: float | None = Field(None, gt=0)  # this run's train.trainer.lr (default: that value)
 
 
 class VariantConfig(RunConfig):
@@ -213,14 +214,14 @@ class TrainSection(StageConfig):
             jitter=ColorJitter(j.brightness, j.contrast, j.saturation),
         )
 
-    def trainer_config(self, steps: int | None = None) -> TrainerConfig:
-        """The loop's config; ``steps`` (a run's own budget) replaces ``train.trainer.steps``."""
+    def trainer_config(self, steps: int | None = None, lr: float | None = None) -> TrainerConfig:
+        """The loop's config; a run's own ``steps`` / ``lr`` replace ``train.trainer.steps`` / ``lr``."""
         t, loss = self.trainer, self.losses
         return TrainerConfig(
             steps=steps or t.steps,
             batch_size=t.batch_size,
             accumulation=t.accumulation,
-            lr=t.lr,
+            lr=lr or t.lr,
             plateau_patience=t.plateau_patience,
             settle_patience=t.settle_patience,
             val_every=t.val_every,
