@@ -205,12 +205,15 @@ def test_gfrnet_restores_every_input_with_the_most_frontal_reference(faces, tmp_
     k = most_frontal([faces["ref_0"][1], faces["ref_1"][1]])
     frontal = ("ref_0", "ref_1")[k]
     assert f"frontal reference: {frontal}.png" in captured.err
-    model = load_gfrnet(weights)
-    from dmdnet.inference import to_tensor
+    # the library's inference path (channels-last, inference mode), so the kernels and the rounding match
+    from celebref.hardware import capabilities
+    from dmdnet.inference import as_network_input, precision_context, prepare_for_inference
 
-    with torch.no_grad():
-        lq = to_tensor(np.stack([faces["lq"][0], faces["hq"][0]]))
-        ref = to_tensor(np.stack([faces[frontal][0]] * 2))
+    config = InferenceConfig(batch_size=2)
+    model = prepare_for_inference(load_gfrnet(weights), config, capabilities("cpu"))
+    with precision_context(config):
+        lq = as_network_input(np.stack([faces["lq"][0], faces["hq"][0]]), config)
+        ref = as_network_input(np.stack([faces[frontal][0]] * 2), config)
         expected = to_uint8(model(lq, ref).restored)
     assert np.array_equal(read_image(out / "a_lq.png"), expected[0])
     assert np.array_equal(read_image(out / "b_hq.png"), expected[1])
