@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_train_dmdnet"))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if not args.params.is_file():
+        p.error(f"params file not found: {args.params}")
+    for folder in (args.dataset, args.lq):
+        if not folder.is_dir():
+            p.error(f"{folder} not found: run `dvc repro degrade` (or `make demo`) first")
+    if args.steps is not None and args.steps < 1 or args.threads < 1:
+        p.error("--steps and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     params = _params_with(args.params, args.out, args.steps)
