@@ -20,10 +20,30 @@ from celebref.atomic import atomic_path
 from dmdnet.heap import release_free_heap
 from dmdnet.network import COMPONENTS, SCALES, DMDNet, slot_name
 
-__all__ = ["FORMAT_VERSION", "SpecificDictionary"]
+__all__ = ["FORMAT_VERSION", "SpecificDictionary", "encode_memory"]
 
 FORMAT_VERSION = 1
 _SLOTS = tuple(slot_name(c, s) for s in SCALES for c in COMPONENTS)
+
+
+def encode_memory(
+    model: DMDNet, faces: torch.Tensor, boxes: torch.Tensor, *, chunk: int = 4
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Keys and values ``{slot: (keys, values)}`` (float32) of aligned HQ faces ``(N, 3, 512, 512)``
+    through the HQ encoder, ``chunk`` faces at a time, so the memory is that of ``chunk`` faces, not N.
+
+    Runs in the caller's grad mode (a specific dictionary: inference mode; training's item cache: no grad).
+    """
+    parts = []
+    for start in range(0, faces.shape[0], chunk):
+        parts.append(model.extract_memory(faces[start : start + chunk], boxes[start : start + chunk]))
+        # The HQ encoder's full-resolution maps are freed now; return them to the OS before the next
+        # chunk or the restoration allocates maps of other sizes (see dmdnet.heap).
+        release_free_heap()
+    return {
+        s: (torch.cat([p[s][0] for p in parts]).float(), torch.cat([p[s][1] for p in parts]).float())
+        for s in parts[0]
+    }
 
 
 @dataclass(frozen=True)
@@ -132,17 +152,9 @@ class SpecificDictionary:
             )
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
-        boxes = torch.as_tensor(boxes)
-        parts: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
-        for start in range(0, references.shape[0], chunk):
-            parts.append(
-                model.build_specific_memory(references[start : start + chunk], boxes[start : start + chunk])
-            )
-            # The HQ encoder's full-resolution maps are freed now; return them to the OS before the next
-            # chunk or the restoration allocates maps of other sizes (see dmdnet.heap).
-            release_free_heap()
-        keys = {s: torch.cat([p[s][0] for p in parts]).float() for s in parts[0]}
-        values = {s: torch.cat([p[s][1] for p in parts]).float() for s in parts[0]}
+        memory = encode_memory(model, references, torch.as_tensor(boxes), chunk=chunk)
+        keys = {s: k for s, (k, _) in memory.items()}
+        values = {s: v for s, (_, v) in memory.items()}
         return cls(keys=keys, values=values, references=tuple(names), identity=identity)
 
     def save(self, path: str | Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dmdnet.dictionary import encode_memory
 from dmdnet.network import DMDNet, Memory
 
 __all__ = [
@@ -28,9 +29,6 @@ __all__ = [
     "dictionary_is_learnable",
 ]
 
-#: Faces encoded at once when the whole dictionary is (re)computed without gradients.
-ENCODE_CHUNK = 4
-
 
 def dictionary_names(model: DMDNet) -> list[str]:
     """The attribute names of the generic dictionary (``<slot>_key`` / ``<slot>_value``) of ``model``."""
@@ -40,23 +38,10 @@ def dictionary_names(model: DMDNet) -> list[str]:
 
 
 @torch.no_grad()
-def encode_items(
-    model: DMDNet, faces: torch.Tensor, boxes: torch.Tensor, *, chunk: int = ENCODE_CHUNK
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``F_gen`` of aligned HQ faces ``(Y, 3, 512, 512)``: fp32 keys and values per slot.
-
-    ``chunk`` faces at a time, so the memory is that of ``chunk`` faces, not of Y.
-    """
-    parts = [
-        model.extract_memory(faces[i : i + chunk], boxes[i : i + chunk]) for i in range(0, len(faces), chunk)
-    ]
-    return {
-        name: (
-            torch.cat([p[name][0] for p in parts]).float(),
-            torch.cat([p[name][1] for p in parts]).float(),
-        )
-        for name in parts[0]
-    }
+def encode_items(model: DMDNet, faces: torch.Tensor, boxes: torch.Tensor) -> Memory:
+    """``F_gen`` of aligned HQ faces ``(Y, 3, 512, 512)`` without gradients: fp32 keys and values per
+    slot, a few faces at a time (:func:`dmdnet.dictionary.encode_memory`)."""
+    return encode_memory(model, faces, boxes)
 
 
 @torch.no_grad()
