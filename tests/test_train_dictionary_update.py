@@ -17,7 +17,7 @@ from curate.dataset import CelebRefHQ
 from degrade.config import DegradationRanges
 from dmdnet import blocks
 from dmdnet.network import SCALES, DMDNet, DMDNetConfig, slot_name
-from dmdnet.train import dmdnet_task
+from dmdnet.train import dictionary_stages, dmdnet_task
 from dmdnet.train.data import TrainingDataConfig, TrainingFaces, collate_samples, generic_faces
 from dmdnet.train.dictionary_stages import encode_items
 from dmdnet.train.dmdnet_task import DictionarySchedule, DMDNetTraining, assign_to_items, forward_update
@@ -184,7 +184,8 @@ def test_validation_encodes_the_items_once(dataset_root, tmp_path, monkeypatch):
     model = _model(train_set, DictionarySchedule(steps=(5, 5, 5)), items=2)
     calls = []
     original = dmdnet_task.encode_items
-    monkeypatch.setattr(dmdnet_task, "encode_items", lambda *a, **k: calls.append(1) or original(*a, **k))
+    for module in (dmdnet_task, dictionary_stages):  # a validation's encoding, and any refresh of the cache
+        monkeypatch.setattr(module, "encode_items", lambda *a, **k: calls.append(1) or original(*a, **k))
     config = tiny_trainer_config(1, losses=LossWeights(perceptual=0, style=0), val_images=0)
     trainer = Trainer(model, train_set, _faces(dataset_root), config, tmp_path, collate=collate_samples)
     model._ensure_items()

@@ -57,8 +57,8 @@ from dmdnet.train.dictionary_stages import (
     dictionary_names,
     encode_items,
     freeze_dictionary,
+    initialize_generic_dictionary,
     make_dictionary_learnable,
-    write_items,
 )
 from dmdnet.train.spectral import add_spectral_norm, export_official, fold_for_inference
 from dmdnet.train.task import TrainableRestorer
@@ -237,7 +237,7 @@ class DMDNetTraining(TrainableRestorer):
 
     def _refresh_items(self) -> None:
         """Store F_gen(Y) of every item face (no gradients, a few faces at a time)."""
-        write_items(self.net, encode_items(self.net, self.generic_faces, self.generic_boxes))
+        initialize_generic_dictionary(self.net, self.generic_faces, self.generic_boxes)
         self._items_stale = False
 
     def _ensure_items(self) -> None:
@@ -410,7 +410,7 @@ class DMDNetTraining(TrainableRestorer):
         net = add_spectral_norm(DMDNet(config=self.config)).eval()
         net.load_state_dict(self.net.state_dict())
         if self.stage == "init" or self._items_stale:
-            write_items(net, encode_items(net, self.generic_faces, self.generic_boxes))
+            initialize_generic_dictionary(net, self.generic_faces, self.generic_boxes)
         return net
 
     def export(self, out_dir: Path) -> list[Path]:
