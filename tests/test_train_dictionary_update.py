@@ -294,6 +294,25 @@ def test_learning_rates_restart_when_a_settled_stage_ends(dataset_root, tmp_path
     assert trainer.opt_d.param_groups[0]["lr"] == config.lr * factor
 
 
+def test_residual_gain_learns_at_its_multiple_of_the_rate_in_every_stage(dataset_root, tmp_path):
+    """The residual output's one gain has a group of its own at ``residual_gain_lr`` × the rate, also after
+    a stage change rebuilds the groups; Adam gets the configured betas."""
+    train_set = _faces(dataset_root)
+    model = _model(train_set, DictionarySchedule(("init", "backward", "frozen"), (1, 1)), residual=True)
+    config = tiny_trainer_config(
+        2, losses=LossWeights(perceptual=0, style=0), residual_gain_lr=7.0, betas=(0.9, 0.99)
+    )
+    trainer = Trainer(model, train_set, None, config, tmp_path, collate=collate_samples)
+    for stage in ("init", "backward"):
+        trainer.fit(stop_after=1)
+        groups = {g["name"]: g for g in trainer.opt_g.param_groups}
+        assert model.stage == stage and groups["residual_gain"]["lr"] == config.lr * 7.0
+        assert [id(p) for p in groups["residual_gain"]["params"]] == [id(model.net.residual_gain)]
+        assert all(id(p) != id(model.net.residual_gain) for p in groups["generator"]["params"])
+        assert all(g["betas"] == (0.9, 0.99) for g in trainer.opt_g.param_groups)
+    assert model.net.residual_gain.item() != 0.0  # it did learn
+
+
 # -- spectral norm after validation -----------------------------------------------------------------------
 def test_after_validation_no_spectral_norm_iterates_before_the_next_step(dataset_root, tmp_path):
     """Rank 0 alone validates: afterwards a forward (a stage change re-encoding the items) must not run a

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from asffnet.network import ASFFNetConfig
 from celebref.config import StageConfig
@@ -64,6 +64,8 @@ class LoopConfig(StageConfig):
     accumulation: int = Field(1, ge=1)
     lr: float = Field(2e-4, gt=0)
     dictionary_lr: float = Field(2e-6, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's (β1, β2); the paper's GAN training: β1 = 0.5
+    residual_gain_lr: float = Field(10.0, gt=0)  # the residual output's gain: this multiple of the rate
     plateau_patience: int = Field(3, ge=1)
     settle_patience: int = Field(3, ge=1)
     val_every: int = Field(500, ge=1)
@@ -75,6 +77,13 @@ class LoopConfig(StageConfig):
     precision: Literal["fp32", "bf16", "auto"] = "auto"
     stage_lr: Literal["restart", "carry"] = "restart"  # learning rates at a stage change
     optimizer: Literal["adam", "sgd"] = "adam"  # sgd: the DDP equivalence tests
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_below_one(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam's betas must lie in [0, 1), got {list(betas)}")
+        return betas
 
 
 class LossConfig(StageConfig):
@@ -222,6 +231,8 @@ class TrainSection(StageConfig):
             batch_size=t.batch_size,
             accumulation=t.accumulation,
             lr=lr or t.lr,
+            betas=t.betas,
+            residual_gain_lr=t.residual_gain_lr,
             plateau_patience=t.plateau_patience,
             settle_patience=t.settle_patience,
             val_every=t.val_every,

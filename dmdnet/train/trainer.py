@@ -64,6 +64,10 @@ class TrainerConfig:
     accumulation: int = 1  # micro-batches per step and rank
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    #: The residual output's gain (``residual: true``, not in the paper) learns at this multiple of the rate:
+    #: one scalar that Adam moves by about ``lr`` a step would need hundreds of steps to reach the size of a
+    #: face's residual, and while it is small every other gradient is scaled down by it.
+    residual_gain_lr: float = 10.0
     plateau_factor: float = 0.5
     plateau_patience: int = 3  # validations without improvement before the learning rates are halved
     settle_patience: int = 3  # validations without improvement before the validation loss counts as settled
@@ -252,6 +256,18 @@ class Trainer:
             return torch.optim.SGD(params, lr=cfg.lr)
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
 
+    def _gain_group(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``groups`` with the residual gain (a model with ``residual: true``) in a group of its own, at
+        ``residual_gain_lr`` times the rate of the group it came from."""
+        gains = {id(p) for name, p in self.model.named_parameters() if name.split(".")[-1] == "residual_gain"}
+        out, moved = [], []
+        for group in groups:
+            kept = [p for p in group["params"] if id(p) not in gains]
+            moved += [(p, group["lr"]) for p in group["params"] if id(p) in gains]
+            out.append({**group, "params": kept})
+        factor = self.config.residual_gain_lr
+        return out + [{"params": [p], "lr": lr * factor, "name": "residual_gain"} for p, lr in moved]
+
     def _plateau(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
         cfg = self.config
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -272,7 +288,7 @@ class Trainer:
         old_sched = getattr(self, "sched_g", None)
         carry = old is not None and not (stage_change and cfg.stage_lr == "restart")
         scale = old.param_groups[0]["lr"] / cfg.lr if carry and old is not None else 1.0
-        groups = self.model.param_groups(cfg.lr)
+        groups = self._gain_group(self.model.param_groups(cfg.lr))
         for g in groups:
             g["lr"] *= scale
         self.opt_g = self._optimizer(groups)
