@@ -19,7 +19,12 @@ import torch
 
 from asffnet.network import ASFFNet, ASFFNetConfig
 from dmdnet.blocks import fold_spectral_norm
-from dmdnet.official import CheckpointError, read_official_checkpoint  # one error type for both layouts
+from dmdnet.official import (  # one error type for both layouts
+    CheckpointError,
+    describe_checkpoint,
+    official_model,
+    read_official_checkpoint,
+)
 
 __all__ = [
     "OFFICIAL_URL",
@@ -119,6 +124,9 @@ def _list(items: list[str]) -> str:
 
 
 def _check_layout(state: Mapping[str, object], expected: Mapping[str, tuple[int, ...]]) -> None:
+    if official_model(state) not in (None, "ASFFNet") or not any(k in state for k in expected):
+        # another file altogether: say what it is, not which of the 599 keys it lacks
+        raise CheckpointError(f"{describe_checkpoint(state)}, not an ASFFNet checkpoint")
     not_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -198,8 +206,14 @@ def load_official(
         FileNotFoundError: the file does not exist (the message names the download URL).
         CheckpointError: unreadable file, or a state dict with missing / unexpected / mis-shaped keys.
     """
-    state = _read_checkpoint(Path(source)) if isinstance(source, (str, Path)) else source
-    converted = convert_official_state_dict(state, config=config, dtype=dtype)
+    if isinstance(source, (str, Path)):
+        state = _read_checkpoint(Path(source))
+        try:
+            converted = convert_official_state_dict(state, config=config, dtype=dtype)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: {exc}") from exc
+    else:
+        converted = convert_official_state_dict(source, config=config, dtype=dtype)
     with torch.device("meta"):
         model = ASFFNet(config=config)
     model.load_state_dict(

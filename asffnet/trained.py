@@ -20,6 +20,7 @@ import torch
 from asffnet.network import ASFFNet, ASFFNetConfig
 from asffnet.official import MIRROR_URL, OFFICIAL_URL, CheckpointError, load_official
 from celebref.atomic import atomic_path
+from dmdnet.official import describe_checkpoint, torch_load_error
 from dmdnet.trained import config_from_dict, config_to_dict
 
 __all__ = ["ASFFNET_FORMAT", "save_asffnet", "read_asffnet", "load_asffnet"]
@@ -60,9 +61,14 @@ def read_asffnet(path: str | Path) -> tuple[Mapping[str, torch.Tensor], ASFFNetC
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read ASFFNet checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"cannot read ASFFNet checkpoint {path}: {torch_load_error(exc)}") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    if "format" in obj and obj.get("format") != ASFFNET_FORMAT:  # another model's file
+        raise CheckpointError(
+            f"{path}: {describe_checkpoint(obj)}, not an ASFFNet checkpoint (expected the official "
+            f"ASFFNet512.pth or a generator.pth of format {ASFFNET_FORMAT!r})"
+        )
     config = ASFFNetConfig()
     if obj.get("format") == ASFFNET_FORMAT:
         config = config_from_dict(obj.get("config") or {}, ASFFNetConfig)
@@ -75,4 +81,7 @@ def load_asffnet(
 ) -> ASFFNet:
     """An ASFFNet for inference (eval mode, spectral norm folded) from a file trained here or official."""
     state, config = read_asffnet(path)
-    return load_official(state, config=config, device=device, dtype=dtype)
+    try:
+        return load_official(state, config=config, device=device, dtype=dtype)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc

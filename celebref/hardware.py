@@ -86,7 +86,11 @@ def cpu_flags() -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What one device can run. ``isa`` is ATen's CPU vector level or a CUDA ``sm_XY``."""
+    """What one device can run. ``isa`` is ATen's CPU vector level or a CUDA ``sm_XY``.
+
+    ``available`` is false for a device this machine does not have (``cuda`` where torch sees no GPU):
+    ``missing`` then says why, nothing runs on it, and :meth:`require` raises :class:`UnsupportedDevice`.
+    """
 
     device: str
     name: str
@@ -96,9 +100,13 @@ class Capabilities:
     bf16_missing: str
     fused_conv: frozenset[torch.dtype]
     tf32: bool
+    available: bool = True
+    missing: str = ""
 
     def describe(self) -> str:
         """One line for logs and benchmark tables."""
+        if not self.available:
+            return f"{self.device}: not available ({self.missing})"
         flags = " ".join(self.flags) if self.flags else "none reported"
         onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
         cap = f", ONEDNN_MAX_CPU_ISA={onednn_cap}" if onednn_cap and self.device == "cpu" else ""
@@ -109,7 +117,13 @@ class Capabilities:
         )
 
     def require(self, precision: str) -> None:
-        """Raise :class:`UnsupportedPrecision` if ``precision`` (``fp32`` / ``bf16``) cannot run here."""
+        """Raise :class:`UnsupportedPrecision` if ``precision`` (``fp32`` / ``bf16``) cannot run here.
+
+        On a device that is not available (see :attr:`available`) every precision raises
+        :class:`UnsupportedDevice`.
+        """
+        if not self.available:
+            raise UnsupportedDevice(f"device {self.device} requested, but {self.missing}")
         if precision == "fp32":
             return
         if precision != "bf16":
@@ -200,9 +214,28 @@ def _cpu_capabilities() -> Capabilities:
     )
 
 
+def _unavailable(device: str, missing: str) -> Capabilities:
+    """The answer for a device this machine does not have: it runs nothing."""
+    return Capabilities(
+        device=device,
+        name="not available",
+        isa="none",
+        flags=(),
+        bf16=False,
+        bf16_missing=missing,
+        fused_conv=frozenset(),
+        tf32=False,
+        available=False,
+        missing=missing,
+    )
+
+
 def _cuda_capabilities(device: torch.device) -> Capabilities:
     if not torch.cuda.is_available():
-        raise UnsupportedDevice(f"device {device} requested, but torch sees no CUDA device")
+        return _unavailable(str(device), "torch sees no CUDA device")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        return _unavailable(str(device), f"torch sees {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
     bf16 = major >= 8  # Ampere and later have bf16 tensor cores
@@ -229,8 +262,17 @@ def _capabilities(device: str) -> Capabilities:
 
 
 def capabilities(device: str | torch.device = "cpu") -> Capabilities:
-    """What ``device`` can run, probed once per device and cached."""
-    return _capabilities(str(torch.device(device)))
+    """What ``device`` can run, probed once per device and cached.
+
+    A CUDA device this machine lacks gives an answer with ``available`` false (it says why); a name
+    torch does not know as a device (``"gpu"``) or a device type this toolkit does not run on raises
+    :class:`UnsupportedDevice`.
+    """
+    try:
+        name = str(torch.device(device))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise UnsupportedDevice(f"unknown device {device!r}: expected 'cpu' or 'cuda[:N]'") from exc
+    return _capabilities(name)
 
 
 @functools.cache  # asked on every convolution: skip even the device lookup

@@ -23,6 +23,10 @@ from dmdnet.network import COMPONENTS, SCALES, TASKS, DMDNet, DMDNetConfig, modu
 __all__ = [
     "OFFICIAL_URL",
     "CheckpointError",
+    "KNOWN_FORMATS",
+    "describe_checkpoint",
+    "official_model",
+    "torch_load_error",
     "official_layer_map",
     "official_buffer_map",
     "official_shapes",
@@ -38,6 +42,59 @@ _SN_SUFFIXES = ("weight_orig", "weight_u", "weight_v", "bias")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not match the official DMDNet layout."""
+
+
+#: The ``format`` field of each file this toolkit writes with ``torch.save``, and what the file holds (the
+#: errors of every loader name what a wrong file is, not only what was expected).
+KNOWN_FORMATS = {
+    "dmdnet-generator": "a DMDNet checkpoint (generator.pth trained here)",
+    "asffnet-generator": "an ASFFNet checkpoint (generator.pth trained here)",
+    "gfrnet-generator": "a GFRNet checkpoint (generator.pth trained here)",
+    "celebref-training": "a training state for resuming training, not an exported generator.pth",
+    "dmdnet-specific-dictionary": "a DMDNet specific dictionary (--save-dictionary), not network weights",
+}
+
+
+def official_model(state: Mapping[str, object]) -> str | None:
+    """``"DMDNet"`` or ``"ASFFNet"`` when a state dict has keys only that release's layout has, else ``None``.
+
+    DMDNet.pth: ``E_lq.…`` / ``E_hq.…`` / ``…_mem_key``; ASFFNet512.pth: ``sff_branch.…`` (the two share
+    other names, e.g. ``MSDilate.…``).
+    """
+    keys = [k for k in state if isinstance(k, str)]
+    if any(k.startswith("sff_branch.") for k in keys):
+        return "ASFFNet"
+    if any(k.startswith(("E_lq.", "E_hq.")) or k.endswith("_mem_key") for k in keys):
+        return "DMDNet"
+    return None
+
+
+def describe_checkpoint(obj: object) -> str:
+    """What a loaded checkpoint object is, in a few words (for errors about the wrong file).
+
+    Files written here are named by their ``format`` field, the two official releases by their keys
+    (:func:`official_model`; ASFFNet512.pth keeps its state dict under ``params``).
+    """
+    if not isinstance(obj, Mapping):
+        return f"a {type(obj).__name__}, not a state dict"
+    fmt = obj.get("format")
+    if isinstance(fmt, str):
+        return f"{KNOWN_FORMATS.get(fmt, 'a file of an unknown kind')} (format {fmt!r})"
+    state = obj["params"] if isinstance(obj.get("params"), Mapping) else obj
+    model = official_model(state)
+    if model is not None:
+        article = "an" if model == "ASFFNet" else "a"
+        file = "ASFFNet512.pth" if model == "ASFFNet" else "DMDNet.pth"
+        return f"{article} {model} checkpoint (the official {file} layout)"
+    return f"a mapping of {len(obj)} entries in no layout this toolkit knows"
+
+
+def torch_load_error(exc: BaseException) -> str:
+    """Why ``torch.load(…, weights_only=True)`` failed, in one line (torch's own text spans many lines)."""
+    reason = f"not a checkpoint file (could not be read by torch.load: {type(exc).__name__})"
+    if "Unsupported global" in str(exc):
+        reason += "; it pickles Python objects, which are not loaded (weights_only=True)"
+    return reason
 
 
 def _pair(official: str, mine: str) -> dict[str, str]:
@@ -118,6 +175,9 @@ def official_shapes(config: DMDNetConfig | None = None) -> OrderedDict[str, tupl
 
 
 def _check_layout(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
+    if official_model(state) not in (None, "DMDNet") or not any(k in state for k in expected):
+        # another file altogether: say what it is, not which of the 1,014 keys it lacks
+        raise CheckpointError(f"{describe_checkpoint(state)}, not a DMDNet checkpoint")
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
@@ -211,7 +271,7 @@ def read_official_checkpoint(
         obj = _torch_load(path, mmap=mmap)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"cannot read {model} checkpoint {path}: {type(exc).__name__}: {exc}. "
+            f"cannot read {model} checkpoint {path}: {torch_load_error(exc)}. "
             f"The file may be truncated or not a PyTorch checkpoint; re-download it from {url}."
         ) from exc
     if isinstance(obj, Mapping) and "params" in obj and isinstance(obj["params"], Mapping):
@@ -257,7 +317,12 @@ def load_official(
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
-        converted = convert_official_state_dict(_read_checkpoint(path), config=config, tasks=tasks)
+        state = _read_checkpoint(path)
+        try:
+            converted = convert_official_state_dict(state, config=config, tasks=tasks)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
+        del state  # release the first mapping (see below)
         if "memory" in modules_for(tasks):
             # the conv weights are folded copies now, but the mapping they were read from stays resident
             # as long as any tensor of it lives: map the file once more for the dictionary alone, so that

@@ -21,7 +21,7 @@ import torch
 
 from celebref.atomic import atomic_path
 from dmdnet.network import TASKS, DMDNet, DMDNetConfig, modules_for
-from dmdnet.official import OFFICIAL_URL, CheckpointError, load_official
+from dmdnet.official import OFFICIAL_URL, CheckpointError, describe_checkpoint, load_official
 
 __all__ = ["GENERATOR_FORMAT", "config_to_dict", "config_from_dict", "save_generator", "load_generator"]
 
@@ -80,7 +80,8 @@ def load_generator(
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: unreadable, or neither layout, or a state dict that does not fit its config.
+        CheckpointError: unreadable, or neither layout (the message says what the file is instead), or a
+            state dict that does not fit its config.
     """
     path = Path(path)
     if not path.is_file():
@@ -92,8 +93,13 @@ def load_generator(
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not a zip-format file of ours: the official loader reads (or explains) the rest
         return load_official(path, device=device, tasks=tasks)
-    if not (isinstance(payload, Mapping) and payload.get("format") == GENERATOR_FORMAT):
+    if not isinstance(payload, Mapping) or "format" not in payload:
         return load_official(path, device=device, tasks=tasks)
+    if payload.get("format") != GENERATOR_FORMAT:  # another model's file, or a dictionary
+        raise CheckpointError(
+            f"{path}: {describe_checkpoint(payload)}, not a DMDNet checkpoint (expected the official "
+            f"DMDNet.pth or a generator.pth of format {GENERATOR_FORMAT!r})"
+        )
     if payload.get("version") != _VERSION:
         raise CheckpointError(f"{path}: generator file version {payload.get('version')}, expected {_VERSION}")
     config = config_from_dict(payload["config"])

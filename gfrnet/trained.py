@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from celebref.atomic import atomic_path
-from dmdnet.official import CheckpointError
+from dmdnet.official import CheckpointError, describe_checkpoint, torch_load_error
 from dmdnet.trained import config_from_dict, config_to_dict
 from gfrnet.network import GFRNet, GFRNetConfig
 
@@ -49,9 +49,12 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read GFRNet checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"cannot read GFRNet checkpoint {path}: {torch_load_error(exc)}") from exc
     if not isinstance(obj, dict) or obj.get("format") != GFRNET_FORMAT:
-        raise CheckpointError(f"{path}: not a GFRNet checkpoint of this project (format {GFRNET_FORMAT!r})")
+        raise CheckpointError(
+            f"{path}: {describe_checkpoint(obj)}, not a GFRNet checkpoint (expected a generator.pth of "
+            f"format {GFRNET_FORMAT!r}, written by python -m dmdnet.train --model gfrnet)"
+        )
     return obj
 
 
