@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from benchmark.methods import MethodOptions, check_method_name, method_slug
 from celebref.config import StageConfig
@@ -132,6 +132,15 @@ class EvaluateConfig(StageConfig):
         if len(set(value)) != len(value):
             raise ValueError(f"metrics listed twice: {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _something_left_to_score(self) -> EvaluateConfig:
+        if 2 * self.crop_border >= self.size:
+            raise ValueError(
+                f"crop_border ({self.crop_border}) must be < size / 2 ({self.size / 2:g}): "
+                "PSNR / SSIM would have no pixel left"
+            )
+        return self
 
     def method_options(self) -> MethodOptions:
         """The options handed to method builders."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from celebref.config import StageConfig
 from celebref.images import MAX_PIXELS
@@ -31,7 +31,7 @@ class CrawlConfig(StageConfig):
     max_images: int = Field(50, ge=1, description="stored images (status ok) per identity")
     max_candidates: int = Field(200, ge=1, description="download attempts per identity, all runs together")
     min_side: int = Field(0, ge=0, description="refuse images whose shorter side is below this (pixels)")
-    max_pixels: int = Field(MAX_PIXELS, ge=1, description="decompression-bomb guard")
+    max_pixels: int = Field(MAX_PIXELS, ge=1, validate_default=True, description="decompression-bomb guard")
 
     workers: int = Field(8, ge=1)
     timeout_s: float = Field(10.0, gt=0, description="connect and per-read timeout")
@@ -64,6 +64,16 @@ class CrawlConfig(StageConfig):
 
         if value not in ENGINES:
             raise ValueError(f"unknown engine {value!r}; allowed: {', '.join(sorted(ENGINES))}")
+        return value
+
+    @field_validator("max_pixels")
+    @classmethod
+    def _room_for_min_side(cls, value: int, info: ValidationInfo) -> int:
+        side = info.data.get("min_side")  # absent when min_side itself is invalid
+        if side is not None and side * side > value:
+            raise ValueError(
+                f"must be >= min_side² ({side * side}), got {value}: every image would be refused"
+            )
         return value
 
     @field_validator("allowed_networks")

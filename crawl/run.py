@@ -47,7 +47,16 @@ from crawl.manifest import (
 )
 from crawl.safety import Resolver, UrlPolicy, system_resolver
 
-__all__ = ["run", "CrawlSummary", "fetch_policy", "page_fetcher", "ResumeState", "CONFIG_NAME"]
+__all__ = [
+    "run",
+    "prepare",
+    "CrawlPlan",
+    "CrawlSummary",
+    "fetch_policy",
+    "page_fetcher",
+    "ResumeState",
+    "CONFIG_NAME",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +139,36 @@ class ResumeState:
 
 @dataclass
 class CrawlSummary:
-    """Counts of one run: new manifest rows by status, identities, failed result pages."""
+    """Counts of one run: new manifest rows by status, identities, failed result pages, and ``stored``:
+    the photos the manifest holds after the run (``ok`` rows of every run, this one included)."""
 
     identities: int = 0
     skipped_identities: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     page_errors: int = 0
+    stored: int = 0
 
     def line(self) -> str:
         counts = " ".join(f"{s}={self.by_status[s]}" for s in STATUSES if self.by_status[s])
         return (
             f"crawl: {self.identities} identities ({self.skipped_identities} already done), "
             f"{sum(self.by_status.values())} new attempts: {counts or 'none'}; "
-            f"{self.page_errors} result pages failed"
+            f"{self.page_errors} result pages failed; {self.stored} photos stored in all"
         )
+
+    def nothing_stored(self) -> str | None:
+        """Why the crawl holds no photo at all (None when it holds some): a run that produced nothing."""
+        if self.stored:
+            return None
+        tried = sum(self.by_status.values())
+        causes = []
+        if self.page_errors:
+            causes.append(f"{self.page_errors} result pages failed")
+        if tried:
+            causes.append(f"none of {tried} download attempts stored a photo")
+        elif not self.page_errors:
+            causes.append("no candidate found")
+        return f"crawl: no photo downloaded for {self.identities} identities ({'; '.join(causes)})"
 
 
 def _now() -> str:
@@ -278,6 +303,33 @@ def _is_done(identity: Identity, config: CrawlConfig, state: ResumeState) -> boo
     )
 
 
+@dataclass
+class CrawlPlan:
+    """What a run needs before it writes anything: who to crawl, the engine, the fetch limits."""
+
+    identities: list[Identity]
+    engine: Engine
+    policy: FetchPolicy
+
+
+def prepare(
+    config: CrawlConfig,
+    *,
+    identities: Sequence[Identity] | None = None,
+    page_fetch: PageFetcher | None = None,
+    resolver: Resolver = system_resolver,
+) -> CrawlPlan:
+    """Read the inputs and build the engine, writing nothing (see :func:`run` for the arguments).
+
+    Raises :class:`FileNotFoundError` or :class:`ValueError` for a bad input or setting: an identity list or
+    URL list that cannot be read, a missing local folder, bad search filters, Flickr without its API key.
+    """
+    policy = fetch_policy(config, resolver)
+    identities = list(identities) if identities is not None else resolve_identities(config)
+    engine = build_engine(config.engine, config, identities, page_fetch or page_fetcher(policy))
+    return CrawlPlan(identities=identities, engine=engine, policy=policy)
+
+
 def run(
     config: CrawlConfig,
     out_dir: str | Path,
@@ -286,20 +338,22 @@ def run(
     page_fetch: PageFetcher | None = None,
     progress: bool = True,
     resolver: Resolver = system_resolver,
+    plan: CrawlPlan | None = None,
 ) -> CrawlSummary:
     """Crawl every identity into ``out_dir`` and update ``out_dir/manifest.parquet``.
 
     ``identities`` defaults to :func:`crawl.engines.resolve_identities`; ``page_fetch`` (result pages of
     search engines) defaults to the safe fetcher; ``resolver`` looks up host names for the safety check,
-    whose answer is also where the connection goes. Writes the resolved config to
-    ``out_dir/crawl_config.yaml``.
+    whose answer is also where the connection goes; ``plan``, from :func:`prepare`, replaces those three.
+    Inputs and settings are checked (:func:`prepare`) before anything is written; then the resolved
+    config goes to ``out_dir/crawl_config.yaml``.
     """
+    if plan is None:
+        plan = prepare(config, identities=identities, page_fetch=page_fetch, resolver=resolver)
+    policy, identities, engine = plan.policy, plan.identities, plan.engine
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / CONFIG_NAME)
-    policy = fetch_policy(config, resolver)
-    identities = list(identities) if identities is not None else resolve_identities(config)
-    engine = build_engine(config.engine, config, identities, page_fetch or page_fetcher(policy))
 
     manifest_path = out_dir / MANIFEST_NAME
     manifest = read_manifest(manifest_path)
@@ -320,6 +374,7 @@ def run(
                 write_manifest(manifest_path, manifest)
             bar.set_postfix(new_ok=summary.by_status["ok"], new_rows=sum(summary.by_status.values()))
     summary.page_errors = engine.page_errors + state.listing_errors
+    summary.stored = 0 if manifest.empty else int((manifest["status"] == "ok").sum())
     if not manifest_path.exists():
         write_manifest(manifest_path, manifest)
     log.info(summary.line())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from celebref.config import StageConfig
 from faces.analysis import FaceAnalyzerConfig
@@ -30,7 +30,7 @@ class CurateConfig(StageConfig):
     # Difference-hash (16×16 bits) distance at or below which two aligned faces are the same photo.
     duplicate_hamming: int = Field(12, ge=0, le=256)
     min_images: int = Field(3, ge=1)
-    max_images: int | None = Field(21, ge=1)
+    max_images: int | None = Field(21, ge=1, validate_default=True)  # checked against min_images
     split: dict[str, float] = {"train": 805, "val": 50, "test": 150}
     seed: int = 0
     # Where the per-photo analysis runs (the output does not depend on it): ``local`` processes, or
@@ -38,6 +38,16 @@ class CurateConfig(StageConfig):
     workers: int = Field(2, ge=1)
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None
+
+    @field_validator("max_images")
+    @classmethod
+    def _room_for_min_images(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_images")  # absent when min_images itself is invalid
+        if value is not None and low is not None and value < low:
+            raise ValueError(
+                f"must be >= min_images ({low}), got {value}: no identity could keep enough images"
+            )
+        return value
 
     @field_validator("split")
     @classmethod

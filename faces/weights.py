@@ -179,10 +179,12 @@ def _missing_message(spec: WeightsSpec, cache_dir: Path, searched: list[str]) ->
         how = f"download it by hand from {spec.url} (allow_download cannot fetch that page)"
     else:
         how = f"download it from {spec.url}"
+    # allow_download is offered only where it can fetch the file
+    download = ", or enable allow_download" if spec.downloadable else ""
     return (
         f"model weights '{spec.filename}' ({spec.name}) not found. To fix: {how} and put it in "
-        f"{cache_dir}/ (or set ${ENV_VAR} to the directory holding it, pass an explicit path in "
-        f"params.yaml, or enable allow_download). Looked in: {'; '.join(searched)}"
+        f"{cache_dir}/ (or set ${ENV_VAR} to the directory holding it, or pass an explicit path in "
+        f"params.yaml{download}). Looked in: {'; '.join(searched)}"
     )
 
 

@@ -49,6 +49,16 @@ def test_error_names_file_url_and_directory(tmp_path: Path) -> None:
     assert isinstance(info.value, FileNotFoundError)
 
 
+@pytest.mark.parametrize("downloadable", [True, False])
+def test_error_offers_allow_download_only_where_it_can_fetch_the_file(tmp_path: Path, downloadable) -> None:
+    spec = tiny_spec("https://example.org/view?id=tiny", downloadable=downloadable)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weights(spec, cache_dir=tmp_path / "cache")
+    msg = str(info.value)
+    assert ("enable allow_download" in msg) == downloadable
+    assert ("allow_download cannot fetch" in msg) == (not downloadable)
+
+
 def test_resolution_order(tmp_path: Path, served: Path) -> None:
     digest = hashlib.sha256(PAYLOAD).hexdigest()
     cache = tmp_path / "cache"

@@ -25,6 +25,7 @@ import torch
 
 from celebref.atomic import atomic_write_text
 from celebref.config import load_section
+from celebref.params import load_stage_config
 from curate.dataset import CelebRefHQ
 from degrade.config import DegradationRanges
 from dmdnet.train.config import (
@@ -80,13 +81,13 @@ def _gfrnet(variant: GFRNetVariantConfig, section: TrainSection) -> TrainableRes
 
 
 def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
-    section = load_section(TrainSection, "train", args.params)
+    section = load_stage_config(TrainSection, "train", args.params)  # checks every section first
     model_name = getattr(args, "model", "dmdnet")
     variants = section.variants_of(model_name)
     if args.variant not in variants:
         known = ", ".join(sorted(variants)) or "none"
         where = "train.variants" if model_name == "dmdnet" else f"train.{model_name}_variants"
-        raise SystemExit(f"{args.params}: no {where} entry {args.variant!r}; known: {known}")
+        raise ValueError(f"{args.params}: no {where} entry {args.variant!r}; known: {known}")
     variant = variants[args.variant]
     ranges = load_section(DegradationRanges, "degrade.ranges", args.params)
     # ASFFNet restores with one reference: draw at least one wherever the identity has another image
@@ -98,7 +99,7 @@ def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
     extras = tuple(r for folder in section.extra_faces for r in extra_faces(folder))
     train = _split(args.dataset, "train")
     if train is None:
-        raise SystemExit(f"{args.dataset}: the train split is empty")
+        raise ValueError(f"{args.dataset}: the train split is empty")
     train_set = TrainingFaces(train, ranges, data, extra=extras)
     val = _split(args.dataset, "val")
     val_set = None if val is None else TrainingFaces(val, ranges, data)
@@ -117,10 +118,17 @@ def build_trainer(args: argparse.Namespace) -> tuple[Trainer, TrainSection]:
     return trainer, section
 
 
+class SetupError(ValueError):
+    """Bad params, arguments or inputs, found before training wrote anything (exit code 2)."""
+
+
 def run(args: argparse.Namespace) -> dict:
     ctx = distributed_context()
     start = time.perf_counter()
-    trainer, section = build_trainer(args)
+    try:
+        trainer, section = build_trainer(args)
+    except (FileNotFoundError, ValueError) as exc:  # an error of the run itself keeps its traceback
+        raise SetupError(str(exc)) from exc
     if ctx.is_main:
         val = "none (no plateau schedule)" if trainer.val_set is None else f"{len(trainer.val_set)} faces"
         print(
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args.variant = args.variant or args.model
     try:
         run(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
