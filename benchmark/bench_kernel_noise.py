@@ -6,11 +6,15 @@ another convolution kernel (another summation order). This prints, per configura
 absolute and relative difference between the two, over every slot of the fixture's three references.
 Run each instruction-set cap in its own process (oneDNN reads the variable once)::
 
-    python -m benchmark.bench_kernel_noise
+    python -m benchmark.bench_kernel_noise [--threads 1 2]
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m benchmark.bench_kernel_noise
+
+It generates the fixture-rule weights of the official layout in memory (about 0.6 GB) first.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 import torch
@@ -32,12 +36,28 @@ def _references() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(boxes)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.bench_kernel_noise",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="thread counts to compare (default: 1 2)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if min(args.threads) < 1:
+        parser.error("--threads must be >= 1")
     print(capabilities("cpu").describe())
     shapes = load_manifest_shapes(DMDNET_FIXTURE / "weights_manifest.json")
     model = load_official(generate_fixture_state_dict(shapes), tasks=("dictionary",))
     images, boxes = _references()
-    for threads in (1, 2):
+    for threads in args.threads:
         torch.set_num_threads(threads)
         for channels_last in (False, True):
             x = images.contiguous(memory_format=torch.channels_last) if channels_last else images

@@ -13,6 +13,7 @@ prints one table with the CPU and the training time. Needs ``dvc repro degrade``
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -26,7 +27,19 @@ from dmdnet.train.__main__ import run as train_run
 from dmdnet.train.config import MODELS
 
 
+def _with_budget(description: str, budget: int, steps: int) -> str:
+    """A variant's description with this run's step budget in place of the configured one."""
+    if steps == budget:
+        return description
+    configured = re.compile(rf"(?<![\d.]){budget} steps\b")
+    if configured.search(description):  # e.g. "…, 120 steps of 2, …" → "…, 20 steps of 2, …"
+        return configured.sub(f"{steps} steps", description)
+    return f"{description}; this run: {steps} steps in all, not {budget} (--steps)"
+
+
 def _params_with(params: Path, out: Path, steps: int | None) -> Path:
+    """The params file for this run in ``out``: with ``steps``, every variant's budget (and the
+    description that names it) set to ``steps``, its stages scaled along."""
     data = yaml.safe_load(params.read_text())
     if steps is not None:  # a longer budget: every dictionary stage gets the same share of it
         trainer = data["train"]["trainer"]
@@ -39,6 +52,8 @@ def _params_with(params: Path, out: Path, steps: int | None) -> Path:
             if variant.get("warp_steps"):
                 variant["warp_steps"] = max(1, variant["warp_steps"] * steps // budget)
             variant["steps"] = steps
+            if variant.get("description"):
+                variant["description"] = _with_budget(str(variant["description"]), budget, steps)
         trainer["steps"] = steps
     path = out / "params.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

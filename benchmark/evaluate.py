@@ -5,17 +5,26 @@
 
 For each method × task: restore every test image (batched) into
 ``<results>/<method>/<task>/<identity>/<n>.png``, score it against the ground truth, write the per-image
-scores to ``<metrics>/per_image/<method>_<task>.csv`` and everything to ``<metrics>/summary.json``
-(N, each metric's value and direction, the conventions, every unavailable metric or method with its
-reason, and for network methods the checkpoint they ran: path, format, a one-line description and, for a
-checkpoint with a training ``summary.json`` beside it, that run's variant and budget), and the paper rows
-each method claims (:func:`benchmark.methods.method_infos`), so that the report needs nothing else.
+scores to ``<metrics>/per_image/<method>_<task>.csv``, and the run's record in two parts
+(:func:`write_summary`):
+
+- ``<metrics>/summary.json``: the numbers only, ``{method: {task: {metric: value}}}`` (a metric that
+  could not be computed is absent); ``<metrics>/scores/<task>/<method slug>.json`` holds the same numbers,
+  one small ``{metric: value}`` file per method and task: the DVC metrics, so that ``dvc metrics show``
+  prints one short row per method and task;
+- ``<metrics>/run.json``: everything else: N, each metric's label and direction, the conventions, every
+  unavailable metric or method with its reason, for network methods the checkpoint they ran (path,
+  format, a one-line description and, for a checkpoint with a training ``summary.json`` beside it, that
+  run's variant and budget), the paper rows each method claims (:func:`benchmark.methods.method_infos`)
+  and the stage config.
+
+The report reads these two files and nothing else (:func:`benchmark.report.load_summary` joins them).
 Network metrics are built once per run and reset between tasks. Outputs are written atomically.
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
 import json
 import math
 import shutil
@@ -42,8 +51,9 @@ from benchmark.methods import (
 )
 from benchmark.metrics.registry import Metric, Unavailable, try_build_metric
 from celebref.atomic import atomic_dir, atomic_write_text
-from celebref.config import load_section
+from celebref.cli import EXIT_OK, ArgumentParser, bad_input_exits
 from celebref.images import read_image, write_png
+from celebref.params import load_stage_config
 from curate.dataset import CelebRefHQ, read_landmarks
 from faces.analysis import build_face_analyzer
 from faces.types import IdentityEmbedder
@@ -58,13 +68,22 @@ __all__ = [
     "TaskResult",
     "run",
     "summary_line",
+    "split_summary",
+    "write_summary",
     "SUMMARY_NAME",
+    "RUN_NAME",
+    "SCORES_DIR",
     "PER_IMAGE_DIR",
     "DEGRADATION_COLUMNS",
     "main",
 ]
 
+#: The numbers: ``{method: {task: {metric: value}}}``.
 SUMMARY_NAME = "summary.json"
+#: Everything else about the run (labels, directions, N, conventions, reasons, checkpoints, config).
+RUN_NAME = "run.json"
+#: The numbers again, one ``<task>/<method slug>.json`` per method and task (the DVC metrics).
+SCORES_DIR = "scores"
 PER_IMAGE_DIR = "per_image"
 CONFIG_NAME = "evaluate_config.yaml"
 #: Columns of ``degradations.csv`` copied into the per-image tables (what each input went through).
@@ -363,11 +382,13 @@ def run(
         dataset_root: the built dataset (``<split>/<identity>/<n>.png`` + landmarks).
         lq_root: the degraded test sets (``<split>_<task>/<identity>/<n>.png``).
         results_root: restored images go to ``<results_root>/<method>/<task>/``.
-        metrics_root: ``per_image/<method>_<task>.csv`` and ``summary.json`` go here.
+        metrics_root: ``per_image/<method>_<task>.csv``, ``summary.json``, ``scores/`` and ``run.json``
+            go here (:func:`write_summary`).
         embedder: the Id metric's embedder (default: from ``config.faces``); tests pass a stand-in.
 
     Returns:
-        The summary written to ``<metrics_root>/summary.json``.
+        The whole record: ``run.json`` with each computed metric's ``value`` in its entry (what
+        :func:`benchmark.report.load_summary` reads back).
 
     Raises:
         ValueError: unknown method / metric names (from the config), an empty test set, results whose
@@ -463,12 +484,49 @@ def run(
         "methods": methods_summary,
         "config": config.model_dump(mode="json"),
     }
-    text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
-    atomic_write_text(metrics_root / SUMMARY_NAME, text)
+    write_summary(summary, metrics_root)
     atomic_write_text(
         results_root / CONFIG_NAME, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     )
     return summary
+
+
+def split_summary(record: Mapping[str, Any]) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, Any]]:
+    """Split an evaluation record (what :func:`run` returns) into its numbers and the rest.
+
+    Returns:
+        ``(numbers, context)``: ``numbers[method][task][metric]`` is every value that was computed (a
+        metric that is unavailable or not finite is left out; its reason stays in the context), and
+        ``context`` is a copy of the record without the values.
+    """
+    context = copy.deepcopy(dict(record))
+    numbers: dict[str, dict[str, dict[str, float]]] = {}
+    for name, entry in context["methods"].items():
+        for task, task_entry in (entry.get("tasks") or {}).items():
+            for key, metric in task_entry["metrics"].items():
+                value = metric.pop("value", None)
+                if value is not None:
+                    numbers.setdefault(name, {}).setdefault(task, {})[key] = float(value)
+    return numbers, context
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def write_summary(record: Mapping[str, Any], metrics_root: str | Path) -> None:
+    """Write ``record`` as ``scores/<task>/<slug>.json``, ``run.json`` and ``summary.json`` (in that
+    order, each atomically) under ``metrics_root``; see the module docstring for what each holds."""
+    numbers, context = split_summary(record)
+    root = Path(metrics_root)
+    with atomic_dir(root / SCORES_DIR) as tmp:  # replaced whole: no file of a method left out this time
+        for name, tasks in numbers.items():
+            slug = context["methods"][name].get("slug") or method_slug(name)
+            for task, values in tasks.items():
+                (tmp / task).mkdir(exist_ok=True)
+                (tmp / task / f"{slug}.json").write_text(_json_text(values), encoding="utf-8")
+    atomic_write_text(root / RUN_NAME, _json_text(context))
+    atomic_write_text(root / SUMMARY_NAME, _json_text(numbers))
 
 
 def summary_line(summary: Mapping[str, Any], path: str | Path) -> str:
@@ -485,8 +543,10 @@ def summary_line(summary: Mapping[str, Any], path: str | Path) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+def main(argv: list[str] | None = None) -> int:
+    """The stage's CLI. Exit codes: 0 the summary is written (a method or metric that could not run is in it
+    with its reason); 2 bad settings, arguments or inputs (a missing test set), nothing written."""
+    parser = ArgumentParser(
         prog="python -m benchmark.evaluate",
         description="Run the methods on the degraded test sets and score them.",
     )
@@ -496,10 +556,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", required=True, help="restored images go to <results>/<method>/<task>/")
     parser.add_argument("--metrics", required=True, help="per_image/*.csv and summary.json go here")
     args = parser.parse_args(argv)
-    config = load_section(EvaluateConfig, "evaluate", args.params)
+    with bad_input_exits():  # everything the run would refuse at its start, before it writes
+        config = load_stage_config(EvaluateConfig, "evaluate", args.params)
+        for task in config.tasks:
+            build_test_cases(args.dataset, args.lq, config.split, task)
     summary = run(config, args.dataset, args.lq, args.results, args.metrics)
     print(summary_line(summary, Path(args.metrics) / SUMMARY_NAME))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

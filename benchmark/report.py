@@ -1,7 +1,8 @@
 """Benchmark report: tables shaped like the paper's Tables 1–3, the paper's numbers alongside, and figures.
 
 ``python -m benchmark.report [--params params.yaml] [--metrics metrics] [--results results] [--out reports]``
-reads ``<metrics>/summary.json`` (written by :mod:`benchmark.evaluate`) and writes ``<out>/benchmark.md``,
+reads ``<metrics>/summary.json`` (the numbers) and ``<metrics>/run.json`` (everything else), both written by
+:mod:`benchmark.evaluate`, and writes ``<out>/benchmark.md``,
 ``<out>/benchmark.csv`` (long format: one row per table × method × task × metric), ``<out>/benchmark.tex``
 and ``<out>/figures/*.png``, atomically (the whole folder is replaced).
 
@@ -12,17 +13,16 @@ them, Table 3 only methods that reproduce one of the paper's ablation variants (
 the official ``dmdnet`` as ``Ours(128)``, a checkpoint as the row its training summary names); a run row
 that claims a paper row is labelled ``<method> (= <paper row>)``. A metric that could not be computed shows
 ``n/a`` with a numbered note giving the reason. A network method's row carries a numbered note naming the
-checkpoint it ran (path and description, from the summary's ``checkpoint`` entry, e.g. ``official
+checkpoint it ran (path and description, from the record's ``checkpoint`` entry, e.g. ``official
 DMDNet.pth`` or ``trained here: channels 16, items 8, generic+specific; variant ours64 (…), 300000 steps ×
 batch 4 on 1000 faces``); the methods section and the CSV's ``checkpoint`` column give it too. Everything
-comes from ``summary.json``: the report reads no model files. The Id column names its embedder: unless
-this run used ArcFace, this run's ``Id(<embedder>)`` and the paper's ``Id(ArcFace)`` are separate columns,
-because the two scales are not comparable.
+comes from ``summary.json`` and ``run.json``: the report reads no model files. The Id column names its
+embedder: unless this run used ArcFace, this run's ``Id(<embedder>)`` and the paper's ``Id(ArcFace)`` are
+separate columns, because the two scales are not comparable.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +36,10 @@ from benchmark.figures import Column, FigureConfig, choose_images, compose_figur
 from benchmark.methods import method_slug
 from benchmark.paper import PAPER_ID_EMBEDDER, PAPER_SOURCE, PaperTable, paper_table
 from celebref.atomic import atomic_dir
-from celebref.config import StageConfig, load_section
+from celebref.cli import EXIT_OK, ArgumentParser, bad_input_exits
+from celebref.config import MissingSectionError, StageConfig
 from celebref.images import read_image
+from celebref.params import load_stage_config
 from curate.dataset import CelebRefHQ, read_landmarks
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 THIS_RUN = "this run"
+#: Written by :func:`benchmark.evaluate.write_summary`: the numbers, and everything else about the run.
+SUMMARY_NAME, RUN_NAME = "summary.json", "run.json"
 NOT_REPORTED = "—"
 _DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2, "id": 3}
 _NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID"}
@@ -134,19 +138,46 @@ class _Notes:
         return self.texts.index(text) + 1
 
 
-def load_summary(metrics_root: str | Path) -> dict[str, Any]:
-    """Read ``<metrics_root>/summary.json``; if missing, ``FileNotFoundError`` says what to run."""
-    path = Path(metrics_root) / "summary.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: run the evaluation first (`dvc repro evaluate`, or `python -m "
-            "benchmark.evaluate --params params.yaml --dataset data/celebref --lq data/lq --results results "
-            f"--metrics {metrics_root}`)"
+def _numbers(path: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """``summary.json``: ``{method: {task: {metric: number}}}``; ``ValueError`` for anything else."""
+    numbers = json.loads(path.read_text(encoding="utf-8"))
+    shaped = isinstance(numbers, dict) and all(
+        isinstance(tasks, dict)
+        and all(
+            isinstance(values, dict)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values())
+            for values in tasks.values()
         )
-    summary = json.loads(path.read_text(encoding="utf-8"))
+        for tasks in numbers.values()
+    )
+    if not shaped:
+        raise ValueError(f"{path}: not an evaluation summary ({{method: {{task: {{metric: number}}}}}})")
+    return numbers
+
+
+def load_summary(metrics_root: str | Path) -> dict[str, Any]:
+    """The evaluation record: ``<metrics_root>/run.json`` with the numbers of ``summary.json`` put back
+    into its metric entries (``value``; ``None`` for an available metric without a number, e.g. not
+    finite). A missing file is a ``FileNotFoundError`` that says what to run."""
+    root = Path(metrics_root)
+    for path in (root / SUMMARY_NAME, root / RUN_NAME):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: run the evaluation first (`dvc repro evaluate`, or `python -m "
+                "benchmark.evaluate --params params.yaml --dataset data/celebref --lq data/lq --results "
+                f"results --metrics {metrics_root}`)"
+            )
+    summary = json.loads((root / RUN_NAME).read_text(encoding="utf-8"))
     for key in ("methods", "tasks", "metrics", "n"):
-        if key not in summary:
-            raise ValueError(f"{path}: not an evaluation summary (no '{key}')")
+        if not isinstance(summary, dict) or key not in summary:
+            raise ValueError(f"{root / RUN_NAME}: not an evaluation record (no '{key}')")
+    numbers = _numbers(root / SUMMARY_NAME)
+    for name, entry in summary["methods"].items():
+        for task, task_entry in (entry.get("tasks") or {}).items():
+            values = numbers.get(name, {}).get(task, {})
+            for key, metric in task_entry["metrics"].items():
+                if metric.get("available", False):
+                    metric["value"] = values.get(key)
     return summary
 
 
@@ -509,7 +540,7 @@ def run(
 
     Args:
         config: the ``report`` section.
-        metrics_root: folder holding ``summary.json``.
+        metrics_root: folder holding ``summary.json`` and ``run.json``.
         results_root: the restored images (default: the folder recorded in the summary).
         out_root: the report folder (replaced whole, atomically).
 
@@ -532,10 +563,10 @@ def run(
     return written
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmark.report", description="Write the benchmark report."
-    )
+def main(argv: list[str] | None = None) -> int:
+    """The stage's CLI. Exit codes: 0 the report is written; 2 bad settings, arguments or inputs (no
+    evaluation record), nothing written."""
+    parser = ArgumentParser(prog="python -m benchmark.report", description="Write the benchmark report.")
     parser.add_argument(
         "--params", default="params.yaml", help="params file (its 'report' section, optional)"
     )
@@ -545,14 +576,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", default="reports", help="report folder (replaced whole)")
     args = parser.parse_args(argv)
-    try:
-        config = load_section(ReportConfig, "report", args.params)
-    except KeyError:
-        config = ReportConfig()
+    with bad_input_exits():  # everything the run would refuse at its start, before it writes
+        try:
+            config = load_stage_config(ReportConfig, "report", args.params)
+        except MissingSectionError:
+            config = ReportConfig()
+        load_summary(args.metrics)
     written = run(config, args.metrics, args.results, args.out)
     n_fig = sum(1 for k in written if k.startswith("figures/"))
     print(f"report: {len(config.tables)} table(s), {n_fig} figure(s) -> {Path(args.out) / 'benchmark.md'}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

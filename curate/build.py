@@ -29,6 +29,7 @@ from curate.analyze import AlignedPhoto, PhotoAnalysis, aligned_from_record, ana
 from curate.cache import Record, ResultStore, link_tree, settings_key
 from curate.card import write_dataset_card
 from curate.config import CurateConfig
+from curate.dataset import SPLITS
 from curate.execute import Backend, align_job, aligned_files, analyse_job, check_backend, run_jobs
 from curate.identity import curate_identities
 from curate.quality import hamming_distance
@@ -319,6 +320,8 @@ def run(config: CurateConfig, raw_dir: Path, out_dir: Path) -> pd.DataFrame:
     for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):  # left by a run killed while writing
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(out_dir) as tmp:
+        for split in SPLITS:  # every split folder, even an empty one: each is a DVC out of its own
+            (tmp / split).mkdir()
         for row in manifest.itertuples(index=False):
             key = by_source[(row.identity, row.source_sha256)].aligned_key
             image, landmarks = aligned_files(cache.aligned.root, key)

@@ -9,10 +9,6 @@ cover every row of the paper's Table 2 and every Table 3 variant.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +17,11 @@ import yaml
 
 from benchmark.methods import BASELINE_ROWS, DEFAULT_CHECKPOINTS, FULL_MODEL_ROW, parse_method_spec
 from benchmark.paper import paper_table
+from tests.dvc_repo import new_dvc_repo, run_dvc
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILES = sorted(ROOT.glob("params*.yaml"))
 REAL_PARAMS = ROOT / "params.real.yaml"
-DVC = Path(sys.executable).parent / "dvc"
 #: train section holding each training stage's variants (``train_<model>@<variant>``).
 VARIANT_SECTIONS = {"dmdnet": "variants", "asffnet": "asffnet_variants", "gfrnet": "gfrnet_variants"}
 
@@ -33,26 +29,8 @@ VARIANT_SECTIONS = {"dmdnet": "variants", "asffnet": "asffnet_variants", "gfrnet
 def dvc_stage_names(params_file: Path, workdir: Path) -> list[str]:
     """The stages ``dvc stage list`` prints for the project's ``dvc.yaml`` with ``params_file`` as
     ``params.yaml``, in a fresh DVC repository at ``workdir``; fails the test when DVC cannot parse it."""
-    (workdir / ".dvc").mkdir(parents=True)
-    shutil.copy(ROOT / "dvc.yaml", workdir / "dvc.yaml")
-    shutil.copy(params_file, workdir / "params.yaml")
-    for name in (".dvc/config", ".dvcignore"):
-        if (ROOT / name).is_file():
-            shutil.copy(ROOT / name, workdir / name)
-    # Not a git checkout: tell DVC so without touching the project's config.
-    (workdir / ".dvc" / "config.local").write_text("[core]\n    no_scm = true\n")
-    isolated = workdir / ".dvc-home"
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_NO_UPDATER": "1",
-        "DVC_GLOBAL_CONFIG_DIR": str(isolated / "global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(isolated / "system"),
-        "DVC_SITE_CACHE_DIR": str(isolated / "site-cache"),
-    }
-    done = subprocess.run(
-        [str(DVC), "stage", "list"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
-    )
+    new_dvc_repo(workdir, params_file)
+    done = run_dvc(workdir, "stage", "list")
     if done.returncode != 0:
         pytest.fail(
             f"dvc stage list fails with {params_file.name} as params.yaml (exit {done.returncode}):\n"

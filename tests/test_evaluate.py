@@ -28,6 +28,7 @@ from benchmark.methods import (
 )
 from benchmark.metrics.identity import identity_similarity
 from benchmark.metrics.pixel import psnr, ssim
+from benchmark.report import load_summary
 from celebref.images import read_image, write_png
 from curate.dataset import read_landmarks, write_landmarks
 from degrade.config import DegradeConfig
@@ -231,7 +232,7 @@ def test_evaluate_end_to_end(tiny: dict[str, Path], tmp_path: Path) -> None:
     summary = run(
         _config(tiny), tiny["dataset"], tiny["lq"], tmp_path / "results", tmp_path / "metrics", embedder=stub
     )
-    on_disk = json.loads((tmp_path / "metrics" / "summary.json").read_text())
+    on_disk = load_summary(tmp_path / "metrics")  # summary.json's numbers joined to run.json
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["n"] == {"x4": 4, "x8": 4}
     assert on_disk["embedder"] == "stub"
@@ -362,7 +363,7 @@ def test_cli_writes_summary(tiny, tmp_path: Path, capsys: pytest.CaptureFixture)
             str(tmp_path / "metrics"),
         ]
     )
-    summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "metrics" / "run.json").read_text())
     assert summary["methods"]["lq"]["tasks"]["x4"]["n"] == 4
     assert "evaluate: 1 method(s) x 1 task(s) scored (x4: 4 images" in capsys.readouterr().out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from PIL import Image
 
 from benchmark import report
+from benchmark.evaluate import write_summary
 from benchmark.figures import LABEL_HEIGHT, PAD, Column, FigureConfig, choose_images, compose_figure, crop_box
 from benchmark.paper import PAPER_SOURCE, PAPER_TABLES, paper_table
 from celebref.images import read_image, write_png
@@ -123,8 +123,7 @@ def make_summary(root: Path, *, embedder: str = "dlib", methods: tuple[str, ...]
 
 
 def _write_summary(root: Path, summary: dict) -> Path:
-    (root / "metrics").mkdir(parents=True, exist_ok=True)
-    (root / "metrics" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    write_summary(summary, root / "metrics")  # summary.json (numbers) + run.json, as evaluate writes them
     return root / "metrics"
 
 
@@ -237,8 +236,10 @@ def test_cli_uses_the_report_section(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "## Table 2" in md and "## Table 1" not in md
     assert "report: 1 table(s), 0 figure(s)" in capsys.readouterr().out
     params.write_text("report:\n  tables: [5]\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="unknown table 5"):
+    with pytest.raises(SystemExit) as exc:  # bad configuration: one line, exit 2
         report.main(["--params", str(params), "--metrics", str(metrics)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "error: report.tables: unknown table 5; allowed: 1, 2, 3\n"
 
 
 # --- figures ------------------------------------------------------------------------------------------
