@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, help="dataset root holding <split>/<identity>/<n>.png")
     parser.add_argument("--lq", required=True, help="degraded test sets root holding <split>_<task>/")
     parser.add_argument("--results", required=True, help="restored images go to <results>/<method>/<task>/")
-    parser.add_argument("--metrics", required=True, help="per_image/*.csv and summary.json go here")
+    parser.add_argument("--metrics", required=True, help="per_image/, summary.json, run.json, scores/")
     args = parser.parse_args(argv)
     with bad_input_exits():  # everything the run would refuse at its start, before it writes
         config = load_stage_config(EvaluateConfig, "evaluate", args.params)

@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--params", default="params.yaml", help="params file (its 'report' section, optional)"
     )
-    parser.add_argument("--metrics", default="metrics", help="folder holding summary.json")
+    parser.add_argument("--metrics", default="metrics", help="folder holding summary.json and run.json")
     parser.add_argument(
         "--results", default=None, help="restored images (default: as recorded in the summary)"
     )
