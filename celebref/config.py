@@ -27,6 +27,7 @@ __all__ = [
     "load_section",
     "validate_section",
     "describe_validation_error",
+    "nearest_hint",
     "dump_config",
 ]
 
@@ -136,6 +137,12 @@ def _model_keys(annotation: Any, loc: Sequence[str | int]) -> list[str] | None:
     return None
 
 
+def nearest_hint(name: str, known: Sequence[str], listed: str = "allowed") -> str:
+    """``did you mean '<closest of known>'?``, or ``<listed>: <all of known>`` when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else f"{listed}: {', '.join(known)}"
+
+
 def _short(value: Any) -> str | None:
     """``value`` for an error message, when it is short."""
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -152,8 +159,7 @@ def _problem(error: Mapping[str, Any], section: str, model: type[BaseModel] | No
         message = "unknown key"
         allowed = _model_keys(model, loc[:-1]) if model is not None else None
         if allowed:
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            message += f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
+            message += f"; {nearest_hint(str(loc[-1]), allowed)}"
     elif kind == "missing":
         message = "required key missing"
     else:

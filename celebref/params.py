@@ -17,7 +17,6 @@ Checked beyond each section's own model:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from collections.abc import Callable, Mapping
@@ -25,7 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celebref.cli import ArgumentParser, bad_input_exits
-from celebref.config import ConfigError, StageConfig, load_section, read_params, validate_section
+from celebref.config import (
+    ConfigError,
+    StageConfig,
+    load_section,
+    nearest_hint,
+    read_params,
+    validate_section,
+)
 
 if TYPE_CHECKING:
     from dmdnet.train.config import TrainSection
@@ -52,9 +58,7 @@ def section_model(name: str) -> type[StageConfig]:
 
 
 def _unknown(name: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
-    return f"{name}: unknown {what}; {hint}"
+    return f"{name}: unknown {what}; {nearest_hint(name, known, listed='known')}"
 
 
 def _built(key: str, build: Callable[[], object]) -> None:
