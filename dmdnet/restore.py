@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from asffnet.inference import ASFFNetRestorer, select_references
 from asffnet.trained import load_asffnet
+from celebref.cli import EXIT_BAD_INPUT, error
 from celebref.hardware import Capabilities, UnsupportedDevice, UnsupportedPrecision, capabilities
 from celebref.images import ImageDecodeError, read_image, write_png
 from dmdnet.blocks import feature_window
@@ -670,8 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         UnsupportedDevice,
         UnsupportedPrecision,
     ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc, EXIT_BAD_INPUT)
     skipped = counts.get("output exists", 0)
     failed = sum(v for k, v in counts.items() if k not in ("restored", "several faces", "output exists"))
     details = ", ".join(

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from celebref.atomic import atomic_write_text
+from celebref.cli import EXIT_BAD_INPUT, error
 from celebref.config import load_section
 from celebref.params import load_stage_config
 from curate.dataset import CelebRefHQ
@@ -192,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except SetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc, EXIT_BAD_INPUT)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
